@@ -1,0 +1,406 @@
+"""The agent: the only part that knows every other part.
+
+spec -> data + profile -> families and search space -> ask/run/tell loop -> best
+model on the test split -> export -> report. Every event is committed to the trial
+database before it is acted on, so a run killed at any moment resumes from there.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from pydantic import ValidationError
+
+import automl
+from automl.data import load_data
+from automl.data.base import PreparedData
+from automl.errors import AutoMLError, BudgetExhausted, PluginError, SpecError
+from automl.execution.base import TrialEvent, TrialRequest
+from automl.execution.threads import ThreadExecutor
+from automl.planning import build_space, choose_families
+from automl.plugins import Registry, discover
+from automl.reporting.base import RunObserver
+from automl.rundir import RunLock, prepare_run_dir
+from automl.space import SearchSpace
+from automl.spec import METRICS, TaskSpec, problems_from_validation_error, spec_fingerprint
+from automl.store import FINISHED, TrialRecord, TrialStore
+from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.training.device import describe_device, resolve_device
+from automl.training.metrics import to_loss
+from automl.training.trainer import TrainSettings, Trainer, load_best_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first trial."""
+
+    spec: TaskSpec
+    registry: Registry
+    data: PreparedData
+    metric: str
+    direction: str
+    metric_names: tuple[str, ...]
+    choices: list
+    space: SearchSpace
+    strategy_cls: type[Strategy]
+    strategy_options: Any
+    families: dict = field(default_factory=dict)
+
+
+def validate_strategy_options(strategy_cls: type[Strategy], options: Mapping[str, Any]):
+    try:
+        return strategy_cls.Options.model_validate(options)
+    except ValidationError as error:
+        problems = [(f"strategy.options.{path}".rstrip("."), msg) for path, msg in problems_from_validation_error(error)]
+        raise SpecError(problems) from None
+
+
+def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
+    """Load plugins and data and decide families and space; runs no trial, writes nothing."""
+    registry = discover(tuple(spec.plugins_dirs) + tuple(extra_plugin_dirs))
+    try:
+        strategy_cls = registry.strategy(spec.strategy.name)
+    except PluginError as error:
+        if spec.strategy.name not in registry.names("strategies"):
+            raise SpecError([("strategy.name", str(error))]) from None
+        raise
+    options = validate_strategy_options(strategy_cls, spec.strategy.options)
+    data = load_data(spec.data, spec.split, task=spec.task, seed=spec.seed)
+    task = data.profile.task
+    metric, direction = spec.resolved_metric(task)
+    if task not in METRICS[metric][1]:
+        raise SpecError([("metric", f"{metric!r} does not apply to {task} (the task inferred from the data); "
+                                    f"use one of {', '.join(m for m, (_, t) in METRICS.items() if task in t)} "
+                                    "or set `task`")])
+    bad = [m for m in spec.metrics if task not in METRICS[m][1]]
+    if bad:
+        raise SpecError([("metrics", f"{', '.join(bad)} do(es) not apply to {task}")])
+    metric_names = tuple(dict.fromkeys((metric, *spec.metrics)))
+    families = {name: registry.family(name) for name in registry.names("families")}
+    choices = choose_families(data.profile, families, spec.families)
+    chosen = [c.family for c in choices if c.chosen]
+    space = build_space(data.profile, families, chosen, spec.families)
+    return Plan(spec, registry, data, metric, direction, metric_names, choices, space, strategy_cls, options,
+                {n: families[n] for n in chosen})
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import sklearn
+
+    return {"automl": automl.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
+
+
+class _Observers:
+    """Fan events out to observers; one that raises is dropped, never the run."""
+
+    def __init__(self, observers: Sequence[RunObserver]):
+        self.observers = list(observers)
+
+    def __getattr__(self, method: str):
+        def call(*args, **kwargs):
+            for observer in list(self.observers):
+                try:
+                    getattr(observer, method)(*args, **kwargs)
+                except Exception:
+                    log.warning("observer %s failed in %s; it is switched off", type(observer).__name__, method,
+                                exc_info=True)
+                    self.observers.remove(observer)
+        return call
+
+
+class Agent:
+    def __init__(self, spec: TaskSpec, *, overwrite: bool = False, observers: Sequence[RunObserver] = (),
+                 plugin_dirs: Sequence[Path] = ()):
+        self.spec = spec
+        self.overwrite = overwrite
+        self.extra_observers = list(observers)
+        self.plugin_dirs = list(plugin_dirs)
+        self.run_dir = Path(spec.output)
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        plan = make_plan(self.spec, self.plugin_dirs)  # fails before anything is written
+        device = resolve_device(self.spec.execution.device)
+        with RunLock(self.run_dir):
+            resuming = prepare_run_dir(self.run_dir, spec_fingerprint(self.spec), self.overwrite)
+            store = TrialStore(self.run_dir / TrialStore.FILENAME)
+            try:
+                return self._run(plan, store, device, resuming)
+            finally:
+                store.close()
+
+    def _run(self, plan: Plan, store: TrialStore, device: str, resuming: bool) -> dict[str, Any]:
+        from automl.reporting.tensorboard import TensorBoardObserver
+
+        spec = self.spec
+        self.plan, self.store = plan, store
+        strategy_plugin = plan.registry.get("strategies", spec.strategy.name)
+        self._write_meta(plan, store, device, strategy_plugin.source, resuming)
+        self.strategy = plan.strategy_cls(plan.space, seed=spec.seed, max_budget=float(spec.budget.max_epochs),
+                                          options=plan.strategy_options)
+        self.strategy_source = strategy_plugin.source
+        tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
+                                          plan.metric_names)
+        self.observers = _Observers([tensorboard, *self.extra_observers])
+        settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed)
+        self.trainer = Trainer(plan.data, settings, plan.families)
+        workers = spec.execution.workers
+        if device == "cpu":  # split the cores so parallel trials do not fight over them
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        executor = ThreadExecutor(self._run_trial, workers)
+        self.start_time = time.time()
+        self.prior_elapsed = float(store.get_meta("elapsed_before", 0.0))
+        resubmit = self._replay()
+        self.observers.run_started({
+            "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": spec.strategy.name,
+            "families": list(plan.families), "max_trials": spec.budget.max_trials, "max_time": spec.budget.max_time,
+            "max_epochs": spec.budget.max_epochs, "device": device, "workers": workers,
+            "already_finished": sum(1 for t in store.trials() if t.finished)})
+        stopped_because = "interrupted"
+        try:
+            stopped_because = self._loop(executor, resubmit)
+        except BaseException:
+            executor.shutdown()
+            store.set_meta("elapsed_before", self.prior_elapsed + time.time() - self.start_time)
+            self._write_report()
+            self.observers.close()
+            raise
+        executor.shutdown()
+        try:
+            summary = self._finish(plan, stopped_because)
+        finally:
+            self.observers.close()
+        return summary
+
+    def _write_meta(self, plan: Plan, store: TrialStore, device: str, strategy_source: str, resuming: bool) -> None:
+        spec = self.spec
+        store.set_meta("spec", spec.model_dump(mode="json"))
+        store.set_meta("fingerprint", spec_fingerprint(spec))
+        store.set_meta("metric", plan.metric)
+        store.set_meta("direction", plan.direction)
+        store.set_meta("metrics", list(plan.metric_names))
+        store.set_meta("space", plan.space.to_dict())
+        store.set_meta("profile", plan.data.profile.to_dict())
+        store.set_meta("choices", [c.to_dict() for c in plan.choices])
+        store.set_meta("strategy", {"name": spec.strategy.name, "options": plan.strategy_options.model_dump(mode="json"),
+                                    "source": strategy_source})
+        run = store.get_meta("run") if resuming else None
+        started = run["started_at"] if run else time.time()
+        store.set_meta("run", {"started_at": started, "resumed_at": time.time() if resuming else None,
+                               "device": describe_device(device), "workers": spec.execution.workers,
+                               "host": socket.gethostname(), "versions": versions()})
+        if not resuming:
+            store.set_meta("elapsed_before", 0.0)
+
+    # -- strategy calls, guarded: a plugin that misbehaves is named with what it did ---------------
+    def _plugin_error(self, what: str) -> PluginError:
+        return PluginError(f"strategy {self.spec.strategy.name!r} from {self.strategy_source} {what}; "
+                           f"the trials finished so far are kept in {self.run_dir / TrialStore.FILENAME}")
+
+    def _ask(self) -> Suggestion | None:
+        try:
+            suggestion = self.strategy.ask()
+        except Exception as error:
+            raise self._plugin_error(f"raised in ask(): {type(error).__name__}: {error}") from error
+        if suggestion is None:
+            return None
+        if not isinstance(suggestion, Suggestion):
+            raise self._plugin_error(f"returned {suggestion!r} from ask(), not a Suggestion or None")
+        problems = self.plan.space.problems(dict(suggestion.config))
+        if problems:
+            raise self._plugin_error(f"suggested a config outside the search space ({'; '.join(problems)}): "
+                                     f"{dict(suggestion.config)!r}")
+        budget = suggestion.budget
+        if budget is not None and not (0 < budget <= self.spec.budget.max_epochs):
+            raise self._plugin_error(f"suggested budget {budget!r}, outside (0, {self.spec.budget.max_epochs}]")
+        if not isinstance(suggestion.trial_id, str) or not suggestion.trial_id or \
+                self.store.trial(suggestion.trial_id) is not None:
+            raise self._plugin_error(f"suggested trial id {suggestion.trial_id!r}, which is empty or already used")
+        if suggestion.resume_from is not None and self.store.trial(suggestion.resume_from) is None:
+            raise self._plugin_error(f"asked to resume from unknown trial {suggestion.resume_from!r}")
+        return suggestion
+
+    def _tell(self, observation: Observation) -> None:
+        try:
+            self.strategy.tell(observation)
+        except Exception as error:
+            raise self._plugin_error(f"raised in tell() for trial {observation.trial_id}: "
+                                     f"{type(error).__name__}: {error}") from error
+
+    def _should_stop(self, trial_id: str, epoch: int, loss: float) -> bool:
+        try:
+            return bool(self.strategy.should_stop(trial_id, epoch, loss))
+        except Exception as error:
+            raise self._plugin_error(f"raised in should_stop(): {type(error).__name__}: {error}") from error
+
+    # -- resume -------------------------------------------------------------------------------------
+    def _replay(self) -> list[TrialRequest]:
+        """Rebuild the strategy from the database; return interrupted trials to run again."""
+        resubmit = []
+        for record in self.store.trials():
+            if record.finished:
+                self._tell(observation_of(record))
+            else:
+                self.store.reset_trial(record.trial_id)
+                suggestion = Suggestion(record.trial_id, record.config, record.budget, record.resume_from)
+                try:
+                    getattr(self.strategy, "resume_pending", lambda s: None)(suggestion)
+                except Exception as error:
+                    raise self._plugin_error(f"raised in resume_pending(): {type(error).__name__}: {error}") from error
+                resubmit.append(TrialRequest(record.trial_id, record.config, record.budget or
+                                             self.spec.budget.max_epochs, record.resume_from))
+        if resubmit:
+            log.info("resuming %d interrupted trial(s) from their checkpoints", len(resubmit))
+        return resubmit
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.prior_elapsed + time.time() - self.start_time
+
+    def _budget_left(self) -> str | None:
+        """Why no new trial may start, or None."""
+        budget = self.spec.budget
+        trials = self.store.trials()
+        if budget.max_trials is not None and len(trials) >= budget.max_trials:
+            return f"max_trials ({budget.max_trials}) reached"
+        if budget.max_time is not None and self.elapsed() >= budget.max_time:
+            return f"max_time ({budget.max_time:g} s) reached"
+        failed = sum(1 for t in trials if t.status == "FAILED")
+        if failed >= budget.max_failed:
+            return f"max_failed ({budget.max_failed}) failed trials reached"
+        return None
+
+    def _loop(self, executor: ThreadExecutor, resubmit: list[TrialRequest]) -> str:
+        strategy_done = False
+        while True:
+            stop = self._budget_left()
+            while stop is None and executor.capacity() > 0 and not strategy_done:
+                if resubmit:
+                    request = resubmit.pop(0)
+                else:
+                    suggestion = self._ask()
+                    if suggestion is None:
+                        strategy_done = not executor.running()
+                        break
+                    budget = suggestion.budget if suggestion.budget is not None else self.spec.budget.max_epochs
+                    self.store.add_trial(suggestion.trial_id, dict(suggestion.config), budget=budget,
+                                         resume_from=suggestion.resume_from, family=suggestion.config.get("family"))
+                    request = TrialRequest(suggestion.trial_id, dict(suggestion.config), budget, suggestion.resume_from)
+                executor.submit(request)
+                self.observers.trial_started(request.trial_id, request.config, request.budget)
+                stop = self._budget_left()
+            if executor.idle():
+                if stop is not None:
+                    return stop
+                if strategy_done or self._strategy_finished():
+                    return "the strategy has nothing more to suggest"
+            for event in executor.events(timeout=0.5):
+                self._handle(event, executor)
+            if self.spec.budget.max_time is not None and self.elapsed() >= self.spec.budget.max_time:
+                for trial_id in executor.running():
+                    executor.stop(trial_id)
+
+    def _strategy_finished(self) -> bool:
+        try:
+            return bool(getattr(self.strategy, "is_finished", lambda: False)())
+        except Exception as error:
+            raise self._plugin_error(f"raised in is_finished(): {type(error).__name__}: {error}") from error
+
+    def _handle(self, event: TrialEvent, executor: ThreadExecutor) -> None:
+        store = self.store
+        if event.kind == "started":
+            store.start_trial(event.trial_id, event.worker)
+        elif event.kind == "epoch":
+            started = store.trial(event.trial_id).started_at or time.time()
+            store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), time.time() - started)
+            self.observers.epoch(event.trial_id, event.epoch, event.metrics)
+            value = event.metrics.get(self.plan.metric, math.nan)
+            loss = to_loss(value, self.plan.direction) if math.isfinite(value) else math.inf
+            stop = False
+            try:
+                stop = self._should_stop(event.trial_id, event.epoch, loss)
+            finally:
+                event.answer(stop)
+        elif event.kind == "finished":
+            outcome = event.outcome
+            store.finish_trial(event.trial_id, outcome.status, loss=outcome.loss, metrics=outcome.metrics,
+                               epochs=outcome.epochs, reason=outcome.reason, error=outcome.error)
+            record = store.trial(event.trial_id)
+            if outcome.status == "FAILED":
+                log.warning("trial %s failed (%s): %s", event.trial_id, outcome.reason,
+                            (outcome.error or "").strip().splitlines()[-1:] or "")
+            self._tell(observation_of(record))
+            trials = store.trials()
+            self.observers.trial_finished(record, best_trial(trials), sum(1 for t in trials if t.finished),
+                                          self.elapsed())
+
+    def _run_trial(self, request: TrialRequest, report) -> Any:
+        checkpoints = self.run_dir / "checkpoints"
+        resume_from = checkpoints / f"{request.resume_from}.pt" if request.resume_from else None
+        return self.trainer.run(request.trial_id, request.config, request.budget,
+                                checkpoints / f"{request.trial_id}.pt", report, resume_from=resume_from)
+
+    # -- after the search ---------------------------------------------------------------------------
+    def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:
+        from automl.export import export_model
+
+        store = self.store
+        trials = store.trials()
+        best = best_trial(trials)
+        duration = self.elapsed()
+        if best is None:
+            store.set_meta("final", {"best_trial_id": None, "stopped_because": stopped_because,
+                                     "finished_at": time.time(), "duration_s": duration})
+            self._write_report()
+            failed = [t for t in trials if t.status == "FAILED"]
+            hint = f" The last error: {(failed[-1].error or '').strip().splitlines()[-1]}" if failed and failed[-1].error else ""
+            raise BudgetExhausted(f"no trial finished with a usable score ({stopped_because}; {len(failed)} failed)."
+                                  f"{hint} See {self.run_dir / 'report.html'}.")
+        model = load_best_model(self.trainer, best.config, self.run_dir / "checkpoints" / f"{best.trial_id}.pt")
+        val = self.trainer.evaluate(model, self.trainer.X_val, plan.data.y_val)
+        X_test = torch.as_tensor(plan.data.X_test, device=self.trainer.device)
+        test = self.trainer.evaluate(model, X_test, plan.data.y_test)
+        model_info = export_model(model, plan.data, best.config, best.trial_id, plan.metric, self.run_dir / "model")
+        final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val, "test": test,
+                 "model": model_info, "finished_at": time.time(), "duration_s": duration,
+                 "stopped_because": stopped_because}
+        store.set_meta("final", final)
+        store.set_meta("elapsed_before", duration)
+        paths = self._write_report()
+        summary = {**final, "run_dir": str(self.run_dir), "metric": plan.metric, "direction": plan.direction,
+                   "report": {k: str(v) for k, v in paths.items()}}
+        self.observers.run_finished(summary)
+        return summary
+
+    def _write_report(self) -> dict[str, Path]:
+        from automl.reporting.report import write_report
+
+        try:
+            return write_report(self.run_dir)
+        except Exception:  # the report can be rebuilt with `automl report`; never lose the run over it
+            log.exception("could not write the report; run `automl report %s` to retry", self.run_dir)
+            return {}
+
+
+def observation_of(record: TrialRecord) -> Observation:
+    return Observation(trial_id=record.trial_id, status=Status(record.status), loss=record.loss,
+                       config=record.config, budget=float(record.epochs) if record.epochs else record.budget,
+                       metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
+
+
+def best_trial(trials: Sequence[TrialRecord]) -> TrialRecord | None:
+    """Lowest finite loss among trials that produced a score; ties go to the earliest."""
+    scored = [t for t in trials if t.status in ("COMPLETE", "PRUNED") and t.loss is not None and math.isfinite(t.loss)]
+    return min(scored, key=lambda t: (t.loss, t.seq)) if scored else None

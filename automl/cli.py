@@ -1,0 +1,194 @@
+"""The command line: the only place that prints for humans and chooses exit codes.
+
+Exit codes: 0 done, 1 a run or data problem, 2 a bad spec or usage, 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from automl.errors import AutoMLError, SpecError
+
+
+def _fail(error: AutoMLError) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def _load(spec_path: str, overrides: dict):
+    from automl.spec import load_spec, parse_spec
+
+    spec = load_spec(spec_path)
+    if overrides:
+        raw = spec.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            target = raw
+            *parents, last = dotted.split(".")
+            for key in parents:
+                target = target.setdefault(key, {})
+            target[last] = value
+        spec = parse_spec(raw, spec_path)
+    return spec
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="automl")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """automl: give it a JSON spec and your data, get a tuned PyTorch model and a report."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("matplotlib", "PIL", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: the spec's output).")
+@click.option("--strategy", "strategy_name", help="Use this strategy instead of the spec's (its default options).")
+@click.option("--max-trials", type=int, help="Override budget.max_trials.")
+@click.option("--max-time", type=float, help="Override budget.max_time (seconds).")
+@click.option("--device", help="Override execution.device (auto, cpu, cuda, cuda:N, mps).")
+@click.option("--workers", type=int, help="Override execution.workers.")
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Load strategy / family plugins from the .py files in this folder (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Start over in a run directory made by a different spec.")
+@click.option("--quiet", is_flag=True, help="No live progress view.")
+def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, plugins_dirs, overwrite, quiet):
+    """Run the search a spec describes; run it again to resume."""
+    from automl.agent import Agent
+    from automl.reporting.console import make_console_observer
+
+    overrides = {}
+    if out:
+        overrides["output"] = str(Path(out).resolve())
+    if strategy_name:
+        overrides["strategy"] = {"name": strategy_name, "options": {}}
+    for key, value in (("budget.max_trials", max_trials), ("budget.max_time", max_time),
+                       ("execution.device", device), ("execution.workers", workers)):
+        if value is not None:
+            overrides[key] = value
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        spec = _load(spec_path, overrides)
+        observers = [] if quiet else [make_console_observer()]
+        agent = Agent(spec, overwrite=overwrite, observers=observers,
+                      plugin_dirs=[Path(p).resolve() for p in plugins_dirs])
+        summary = agent.run()
+    except AutoMLError as error:
+        _fail(error)
+    except (KeyboardInterrupt, _Terminated):
+        click.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    metric = summary["metric"]
+    test = summary["test"].get(metric)
+    click.echo(f"best trial {summary['best_trial_id']} ({summary['best_family']}): "
+               f"validation {metric} {summary['val'][metric]:.4f}, test {metric} {test:.4f}")
+    click.echo(f"stopped: {summary['stopped_because']}; {summary['duration_s']:.1f} s")
+    click.echo(f"report: {summary['report'].get('html', '-')}")
+    click.echo(f"model: {Path(summary['run_dir']) / summary['model']['path']}")
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False))
+@click.option("--no-data", is_flag=True, help="Check the spec only, without loading the data.")
+def validate(spec_path, plugins_dirs, no_data):
+    """Check a spec (and its data and plugins); print every problem; run nothing."""
+    from automl.agent import make_plan
+    from automl.spec import load_spec
+
+    try:
+        spec = load_spec(spec_path)
+        if no_data:
+            click.echo(f"{spec_path}: the spec is valid")
+            return
+        plan = make_plan(spec, [Path(p).resolve() for p in plugins_dirs])
+    except AutoMLError as error:
+        _fail(error)
+    profile = plan.data.profile
+    click.echo(f"{spec_path}: valid")
+    click.echo(f"  data: {profile.source}, {profile.modality} {profile.task}, {profile.n_samples} rows "
+               f"({profile.n_train} train / {profile.n_val} validation / {profile.n_test} test)")
+    click.echo(f"  metric: {plan.metric} ({plan.direction})")
+    for choice in plan.choices:
+        click.echo(f"  family {choice.family}: {'chosen' if choice.chosen else 'not used'} - {choice.reason}")
+    click.echo(f"  search space: {len(plan.space)} parameters; strategy {spec.strategy.name}")
+    click.echo(f"  run directory: {spec.output}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+def report(run_dir):
+    """(Re)build report.html, report.md and results.json from a run's trial database."""
+    from automl.reporting.report import write_report
+    from automl.store import TrialStore
+
+    if not (Path(run_dir) / TrialStore.FILENAME).exists():
+        click.echo(f"error: {run_dir} holds no {TrialStore.FILENAME}; is it a run directory?", err=True)
+        sys.exit(1)
+    paths = write_report(Path(run_dir))
+    for kind, path in paths.items():
+        click.echo(f"{kind}: {path}")
+
+
+@main.command()
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False))
+def plugins(plugins_dirs):
+    """List every strategy and model family, and where each comes from."""
+    from automl.plugins import discover
+
+    try:
+        registry = discover([Path(p).resolve() for p in plugins_dirs])
+        for plugin in registry.all():
+            plugin.load()
+            click.echo(f"{plugin.kind[:-1]:9} {plugin.name:14} {plugin.source}")
+    except AutoMLError as error:
+        _fail(error)
+
+
+@main.command()
+def schema():
+    """Print the JSON schema of the spec (for editors)."""
+    from automl.spec import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--port", type=int, default=6006, show_default=True)
+def tensorboard(run_dir, port):
+    """Serve the run's TensorBoard logs on 127.0.0.1."""
+    from tensorboard import program
+
+    logdir = Path(run_dir) / "tensorboard"
+    if not logdir.is_dir():
+        click.echo(f"error: {logdir} does not exist; is {run_dir} a run directory?", err=True)
+        sys.exit(1)
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)])
+    click.echo(f"TensorBoard at {board.launch()} (Ctrl-C to stop)")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Typed errors. Each says what was wrong, where, and what to do.
+
+The CLI turns them into messages and exit codes; nothing below the CLI prints or exits.
+"""
+from __future__ import annotations
+
+
+class AutoMLError(Exception):
+    """Base of every error a user can cause or meet."""
+
+    exit_code = 1
+
+
+class SpecError(AutoMLError):
+    """The spec is invalid. Carries every problem found, each with its JSON path."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"  {path or '<root>'}: {message}" for path, message in self.problems]
+        super().__init__(f"invalid spec{where} ({len(self.problems)} problem(s)):\n" + "\n".join(lines))
+
+
+class DataError(AutoMLError):
+    """The data cannot be used: names the file, column or row."""
+
+
+class PluginError(AutoMLError):
+    """A plugin failed to load or broke the protocol: names the plugin and its source."""
+
+
+class RunDirError(AutoMLError):
+    """The run directory cannot be used as asked (changed spec, in use, ...)."""
+
+
+class TrialFailed(AutoMLError):
+    """A trial failed; recorded as data, never ends the run by itself."""
+
+
+class TrialPruned(AutoMLError):
+    """A trial was stopped early on purpose."""
+
+
+class BudgetExhausted(AutoMLError):
+    """Too many failed trials: the search cannot go on."""

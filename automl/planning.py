@@ -1,0 +1,96 @@
+"""The agent's choices before the search: which families, which search space, and why.
+
+Kept apart from the loop so `automl validate` and `automl init` can show the plan
+without running anything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from automl.data.base import Profile
+from automl.errors import SpecError
+from automl.families.base import Family
+from automl.space import Choice, Condition, Float, Param, SearchSpace
+from automl.spec import FamiliesSpec
+
+BATCH_SIZES = (32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class FamilyChoice:
+    family: str
+    chosen: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "chosen": self.chosen, "reason": self.reason}
+
+
+def choose_families(profile: Profile, families: dict[str, Family], spec: FamiliesSpec) -> list[FamilyChoice]:
+    """Every known family with the decision and its reason; raises when none is left."""
+    unknown = [n for n in (spec.include or ()) + spec.exclude if n not in families]
+    if unknown:
+        raise SpecError([("families", f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                                      f"known: {', '.join(sorted(families))}")])
+    choices = []
+    for name in sorted(families):
+        suits, why = families[name].suits(profile)
+        if name in spec.exclude:
+            choices.append(FamilyChoice(name, False, "excluded by the spec"))
+        elif spec.include is not None and name not in spec.include:
+            choices.append(FamilyChoice(name, False, "not in the spec's include list"))
+        elif not suits:
+            choices.append(FamilyChoice(name, False, why))
+        else:
+            extra = " (asked for in the spec)" if spec.include is not None else ""
+            choices.append(FamilyChoice(name, True, why + extra))
+    if not any(c.chosen for c in choices):
+        detail = "; ".join(f"{c.family}: {c.reason}" for c in choices)
+        raise SpecError([("families", f"no model family fits this {profile.modality} data with these settings "
+                                      f"({detail})")])
+    return choices
+
+
+def training_params(profile: Profile) -> list[Param]:
+    """Hyperparameters of the optimisation itself, shared by every family."""
+    batch_sizes = tuple(b for b in BATCH_SIZES if b <= max(profile.n_train, BATCH_SIZES[0]))
+    return [
+        Choice("optimizer", ("adam", "adamw", "sgd")),
+        Float("lr", 1e-4, 3e-2, log=True),
+        Float("momentum", 0.5, 0.99, condition=Condition("optimizer", ("sgd",))),
+        Float("weight_decay", 1e-6, 1e-2, log=True),
+        Choice("batch_size", batch_sizes),
+        Choice("lr_schedule", ("constant", "cosine")),
+    ]
+
+
+def _prefixed(family: str, param: Param) -> Param:
+    from dataclasses import replace
+
+    if param.condition is not None:
+        condition = Condition(f"{family}.{param.condition.parent}", param.condition.values)
+    else:
+        condition = Condition("family", (family,))
+    return replace(param, name=f"{family}.{param.name}", condition=condition)
+
+
+def build_space(profile: Profile, families: dict[str, Family], chosen: list[str], spec: FamiliesSpec) -> SearchSpace:
+    params: list[Param] = [Choice("family", tuple(chosen))]
+    params += training_params(profile)
+    for name in chosen:
+        params += [_prefixed(name, p) for p in families[name].space(profile)]
+    space = SearchSpace(tuple(params))
+    problems = []
+    for key, override in spec.overrides.items():
+        try:
+            space = space.with_override(key, low=override.low, high=override.high, log=override.log,
+                                        choices=override.choices)
+        except KeyError:
+            problems.append((f"families.overrides.{key}", f"no parameter {key!r} in the search space; known: "
+                                                          f"{', '.join(space.names)}"))
+        except ValueError as error:
+            problems.append((f"families.overrides.{key}", str(error)))
+    if problems:
+        raise SpecError(problems)
+    return space

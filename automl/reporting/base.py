@@ -1,0 +1,33 @@
+"""The observer contract: the agent calls these, in its own thread, as a run goes.
+
+Observers never change the run; an observer that raises is logged and dropped by
+the agent rather than ending the search.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from automl.store import TrialRecord
+
+
+class RunObserver:
+    def run_started(self, info: Mapping[str, Any]) -> None:
+        """info: name, metric, direction, strategy, families (list), max_trials (int | None),
+        max_time (s | None), max_epochs, device, workers, already_finished (trials replayed on resume)."""
+
+    def trial_started(self, trial_id: str, config: Mapping[str, Any], budget: float | None) -> None:
+        """A trial was handed to a worker. config holds the active parameters, `family` among them."""
+
+    def epoch(self, trial_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        """One epoch done. metrics: train_loss, val_loss and each validation metric by name
+        (e.g. accuracy), epochs counted from 1."""
+
+    def trial_finished(self, record: TrialRecord, best: TrialRecord | None, n_finished: int, elapsed: float) -> None:
+        """A trial ended (record.status COMPLETE / PRUNED / FAILED). best: the best trial so
+        far (lowest loss), n_finished: trials finished in this run directory, elapsed: seconds since start."""
+
+    def run_finished(self, summary: Mapping[str, Any]) -> None:
+        """summary: best_trial_id, best (validation metrics), test (test metrics), duration_s, stopped_because."""
+
+    def close(self) -> None:
+        """Release files and terminals; called once, also after an error."""

@@ -1,0 +1,254 @@
+"""The run spec: one JSON document, validated by pydantic, frozen once loaded.
+
+Every model forbids unknown keys so a typo is an error, not a silently ignored field.
+Paths are resolved relative to the spec file by `load_spec`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from automl.errors import SpecError
+
+BUILTIN_DATASETS = ("sklearn:digits", "sklearn:breast_cancer", "sklearn:wine", "sklearn:iris", "sklearn:diabetes")
+
+# metric name -> (direction, tasks it applies to)
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "accuracy": ("maximize", ("classification",)),
+    "balanced_accuracy": ("maximize", ("classification",)),
+    "f1_macro": ("maximize", ("classification",)),
+    "log_loss": ("minimize", ("classification",)),
+    "roc_auc": ("maximize", ("classification",)),
+    "mae": ("minimize", ("regression",)),
+    "rmse": ("minimize", ("regression",)),
+    "r2": ("maximize", ("regression",)),
+}
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "rmse"}
+
+MetricName = Literal["accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc", "mae", "rmse", "r2"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuiltinData(_Model):
+    source: Literal["builtin"]
+    name: Literal["sklearn:digits", "sklearn:breast_cancer", "sklearn:wine", "sklearn:iris", "sklearn:diabetes"]
+
+
+class CsvData(_Model):
+    source: Literal["csv"]
+    path: Path
+    target: str = Field(min_length=1, description="Name of the column to predict.")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    drop: tuple[str, ...] = Field((), description="Columns to ignore (ids, leaks).")
+
+
+class NpzData(_Model):
+    source: Literal["npz"]
+    path: Path
+    x_key: str = "X"
+    y_key: str = "y"
+
+
+DataSource = Annotated[Union[BuiltinData, CsvData, NpzData], Field(discriminator="source")]
+
+
+class SplitSpec(_Model):
+    validation: float = Field(0.2, gt=0, lt=1, description="Fraction of the non-test data used for validation.")
+    test: float = Field(0.2, gt=0, lt=1, description="Fraction of all data held out; never seen by the search.")
+    stratify: bool = Field(True, description="Stratify splits by class for classification.")
+
+
+class BudgetSpec(_Model):
+    max_trials: Optional[int] = Field(20, ge=1)
+    max_time: Optional[float] = Field(None, gt=0, description="Wall-clock seconds for the whole search.")
+    max_epochs: int = Field(30, ge=1, description="Epochs per trial at full budget.")
+    max_failed: int = Field(5, ge=1, description="Stop the search after this many failed trials.")
+    patience: Optional[int] = Field(8, ge=1, description="Early stopping patience in epochs; null disables it.")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> "BudgetSpec":
+        if self.max_trials is None and self.max_time is None:
+            raise ValueError("set max_trials or max_time (or both): otherwise the search never ends")
+        return self
+
+
+class StrategySpec(_Model):
+    name: str = Field("random", min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="Validated by the strategy's own options model.")
+
+
+class RangeOverride(_Model):
+    """Narrow or replace one search-space parameter. Give low/high or choices."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: Optional[bool] = None
+    choices: Optional[tuple[Union[bool, int, float, str], ...]] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "RangeOverride":
+        has_range = self.low is not None or self.high is not None
+        if self.choices is not None and has_range:
+            raise ValueError("give either low/high or choices, not both")
+        if self.choices is None and not has_range:
+            raise ValueError("give low and/or high, or choices")
+        if self.choices is not None and len(self.choices) == 0:
+            raise ValueError("choices must not be empty")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class FamiliesSpec(_Model):
+    include: Optional[tuple[str, ...]] = Field(None, description="Only these families (default: all that suit the data).")
+    exclude: tuple[str, ...] = ()
+    overrides: dict[str, RangeOverride] = Field(
+        default_factory=dict, description="Search-space overrides by parameter name, e.g. 'lr' or 'mlp.width'."
+    )
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class ExecutionSpec(_Model):
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    workers: int = Field(1, ge=1, description="Trials run in parallel.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"unknown device {value!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+        return value
+
+
+class TaskSpec(_Model):
+    """The whole run spec."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    data: DataSource
+    task: Optional[Literal["classification", "regression"]] = Field(None, description="Inferred from the target when omitted.")
+    metric: Optional[MetricName] = Field(None, description="Selection metric; default accuracy / rmse.")
+    direction: Optional[Literal["maximize", "minimize"]] = Field(None, description="Implied by the metric; checked if given.")
+    metrics: tuple[MetricName, ...] = Field((), description="Extra metrics to report.")
+    split: SplitSpec = SplitSpec()
+    budget: BudgetSpec = BudgetSpec()
+    strategy: StrategySpec = StrategySpec()
+    families: FamiliesSpec = FamiliesSpec()
+    execution: ExecutionSpec = ExecutionSpec()
+    output: Optional[Path] = Field(None, description="Run directory; default runs/<name> beside the spec.")
+    plugins_dirs: tuple[Path, ...] = Field((), description="Folders of plugin files to load.")
+
+    @model_validator(mode="after")
+    def _metric_fits(self) -> "TaskSpec":
+        problems = []
+        if self.metric is not None:
+            direction, tasks = METRICS[self.metric]
+            if self.task is not None and self.task not in tasks:
+                problems.append(f"metric {self.metric!r} does not apply to {self.task}; use one of "
+                                f"{', '.join(m for m, (_, t) in METRICS.items() if self.task in t)}")
+            if self.direction is not None and self.direction != direction:
+                problems.append(f"metric {self.metric!r} is to {direction}, but direction says {self.direction}")
+        if self.task is not None:
+            for extra in self.metrics:
+                if self.task not in METRICS[extra][1]:
+                    problems.append(f"metrics: {extra!r} does not apply to {self.task}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def resolved_metric(self, task: str) -> tuple[str, str]:
+        """(metric, direction) once the task is known."""
+        metric = self.metric or DEFAULT_METRIC[task]
+        return metric, METRICS[metric][0]
+
+
+def _format_loc(loc: tuple) -> str:
+    parts = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("builtin", "csv", "npz") and parts == ["data"]:
+            continue  # discriminator tag pydantic adds; the user's path has no such key
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def problems_from_validation_error(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; check its spelling (see `automl schema` for allowed fields)"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        problems.append((_format_loc(tuple(item["loc"])), message.removeprefix("Value error, ")))
+    return problems
+
+
+def parse_spec(raw: Any, source: str | None = None, base_dir: Path | None = None) -> TaskSpec:
+    """Validate a decoded JSON document; paths are resolved against base_dir."""
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError(problems_from_validation_error(error), source) from None
+    if base_dir is not None:
+        spec = resolve_paths(spec, base_dir)
+    return spec
+
+
+def resolve_paths(spec: TaskSpec, base_dir: Path) -> TaskSpec:
+    def absolute(path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        return path if path.is_absolute() else (base_dir / path).resolve()
+
+    updates: dict[str, Any] = {"plugins_dirs": tuple(absolute(p) for p in spec.plugins_dirs)}
+    updates["output"] = absolute(spec.output) if spec.output else (base_dir / "runs" / spec.name).resolve()
+    if hasattr(spec.data, "path"):
+        updates["data"] = spec.data.model_copy(update={"path": absolute(spec.data.path)})
+    return spec.model_copy(update=updates)
+
+
+def load_spec(path: str | Path) -> TaskSpec:
+    """Read, decode and validate a spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([("", f"spec file {path} does not exist")], str(path)) from None
+    except OSError as error:
+        raise SpecError([("", f"cannot read {path}: {error.strerror}")], str(path)) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError([("", f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}")], str(path)) from None
+    if not isinstance(raw, dict):
+        raise SpecError([("", "the spec must be a JSON object")], str(path))
+    return parse_spec(raw, str(path), path.resolve().parent)
+
+
+def spec_fingerprint(spec: TaskSpec) -> dict[str, Any]:
+    """The parts of a spec that define the search; a change in them refuses a resume.
+
+    Budgets may grow (resume with more trials) and the output/device may move without
+    invalidating what was learned, so they are left out.
+    """
+    data = json.loads(spec.model_dump_json())
+    for key in ("output", "execution", "plugins_dirs"):
+        data.pop(key, None)
+    data["budget"] = {k: v for k, v in data["budget"].items() if k not in ("max_trials", "max_time", "max_failed")}
+    return data
+
+
+def json_schema() -> dict[str, Any]:
+    return TaskSpec.model_json_schema()

@@ -1,0 +1,89 @@
+"""The strategy contract: ask for suggestions, tell observations.
+
+A strategy knows the search space and what it has been told, nothing else: no
+data, no trainer, no store. Everything is a loss (the agent flips metrics that are
+maximised). `tell` is also how a fresh strategy is rebuilt on resume: the agent
+replays every finished trial from the database, including ones this instance never
+suggested, so an Observation carries the config and budget it was run with.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from automl.space import SearchSpace
+
+
+class Status(str, enum.Enum):
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What a strategy asks to run."""
+
+    trial_id: str
+    config: Mapping[str, Any]
+    budget: float | None = None  # fidelity in epochs; None means the full budget
+    resume_from: str | None = None  # continue that trial's checkpoint (a promotion)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a strategy is told once a trial has ended."""
+
+    trial_id: str
+    status: Status
+    loss: float | None  # always minimised; None when the trial failed
+    config: Mapping[str, Any] = field(default_factory=dict)
+    budget: float | None = None  # epochs actually trained
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+class NoOptions(BaseModel):
+    """Options model of a strategy that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Strategy:
+    """Base class of every strategy, built-in or plugin.
+
+    Subclasses set `name`, optionally an `Options` pydantic model (validated from the
+    spec's `strategy.options`), and implement `ask` and `tell`.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, space: SearchSpace, *, seed: int, max_budget: float, options: BaseModel | None = None):
+        self.space = space
+        self.seed = seed
+        self.max_budget = max_budget
+        self.options = options if options is not None else self.Options()
+
+    def ask(self) -> Suggestion | None:
+        """The next trial to run, or None when nothing can be suggested right now
+        (e.g. waiting for pending results) or the strategy has finished."""
+        raise NotImplementedError
+
+    def tell(self, observation: Observation) -> None:
+        """Record how a trial ended. Must accept trials it did not suggest (replay)."""
+        raise NotImplementedError
+
+    def resume_pending(self, suggestion: Suggestion) -> None:
+        """On resume: a trial from an earlier run that did not finish and will run again
+        under its own id. Its observation arrives later through `tell`."""
+
+    def should_stop(self, trial_id: str, step: int, loss: float) -> bool:
+        """Asked after every epoch of a running trial; True prunes it."""
+        return False
+
+    def is_finished(self) -> bool:
+        """True when the strategy has nothing more to suggest (e.g. a grid is done)."""
+        return False

@@ -1,0 +1,1 @@
+"""Training: device choice, metrics and the trial trainer (knows nothing of strategies)."""
