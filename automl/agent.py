@@ -172,6 +172,7 @@ class Agent:
         try:
             stopped_because = self._loop(executor, resubmit)
         except BaseException:
+            self._record_finished(executor)
             executor.shutdown()
             store.set_meta("elapsed_before", self.prior_elapsed + time.time() - self.start_time)
             self._write_report()
@@ -282,11 +283,28 @@ class Agent:
             return f"max_failed ({budget.max_failed}) failed trials reached"
         return None
 
+    def _record_finished(self, executor: ThreadExecutor) -> None:
+        """On the way out after an error: keep the outcomes of trials that had already ended.
+        Trials still running stay RUNNING in the database and resume from their checkpoints."""
+        for event in executor.events(timeout=0):
+            if event.kind == "finished":
+                try:
+                    self._handle(event, executor)
+                except Exception:
+                    log.debug("while recording trial %s on the way out", event.trial_id, exc_info=True)
+            elif event.kind == "epoch":
+                event.answer(True)
+
     def _loop(self, executor: ThreadExecutor, resubmit: list[TrialRequest]) -> str:
         strategy_done = False
         while True:
+            for event in executor.events(timeout=0):  # tell the strategy everything before asking again
+                self._handle(event, executor)
             stop = self._budget_left()
-            while stop is None and executor.capacity() > 0 and not strategy_done:
+            # fill the slots free now; a slot freed meanwhile waits until its outcome is recorded
+            for _ in range(executor.capacity()):
+                if stop is not None or strategy_done:
+                    break
                 if resubmit:
                     request = resubmit.pop(0)
                 else:

@@ -151,13 +151,13 @@ def report(run_dir):
 @click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False))
 def plugins(plugins_dirs):
     """List every strategy and model family, and where each comes from."""
-    from automl.plugins import discover
+    from automl.plugins import SINGULAR, discover
 
     try:
         registry = discover([Path(p).resolve() for p in plugins_dirs])
         for plugin in registry.all():
             plugin.load()
-            click.echo(f"{plugin.kind[:-1]:9} {plugin.name:14} {plugin.source}")
+            click.echo(f"{SINGULAR[plugin.kind]:9} {plugin.name:14} {plugin.source}")
     except AutoMLError as error:
         _fail(error)
 

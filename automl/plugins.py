@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 GROUPS = {"strategies": "automl.strategies", "families": "automl.families"}
 BASES = {"strategies": Strategy, "families": Family}
+SINGULAR = {"strategies": "strategy", "families": "family"}
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Plugin:
             try:
                 obj = self._load()
             except Exception as error:
-                raise PluginError(f"{self.kind[:-1]} plugin {self.name!r} from {self.source} failed to load: "
+                raise PluginError(f"{SINGULAR[self.kind]} plugin {self.name!r} from {self.source} failed to load: "
                                   f"{type(error).__name__}: {error}") from error
             check_protocol(self, obj)
             self._loaded = obj
@@ -52,7 +53,7 @@ class Plugin:
 
 
 def check_protocol(plugin: Plugin, obj: Any) -> None:
-    where = f"{plugin.kind[:-1]} plugin {plugin.name!r} from {plugin.source}"
+    where = f"{SINGULAR[plugin.kind]} plugin {plugin.name!r} from {plugin.source}"
     if not inspect.isclass(obj):
         raise PluginError(f"{where} is {type(obj).__name__}, not a class")
     if plugin.kind == "strategies":
@@ -100,7 +101,7 @@ class Registry:
             return self.plugins[kind][name]
         except KeyError:
             known = ", ".join(self.names(kind)) or "none"
-            raise PluginError(f"no {kind[:-1]} named {name!r}; known: {known}") from None
+            raise PluginError(f"no {SINGULAR[kind]} named {name!r}; known: {known}") from None
 
     def strategy(self, name: str) -> type[Strategy]:
         return self.get("strategies", name).load()

@@ -38,10 +38,14 @@ class Float:
         if self.log and self.low <= 0:
             raise ValueError(f"{self.name}: a log-scale range needs low > 0, got {self.low}")
 
+    def _clip(self, value: float) -> float:
+        # exp(log(x)) can land one ulp outside the range; a value outside must never be suggested
+        return float(min(max(value, self.low), self.high))
+
     def sample(self, rng: np.random.Generator) -> float:
         if self.log:
-            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
-        return float(rng.uniform(self.low, self.high))
+            return self._clip(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return self._clip(rng.uniform(self.low, self.high))
 
     def to_unit(self, value: float) -> float:
         if self.high == self.low:
@@ -53,8 +57,8 @@ class Float:
     def from_unit(self, u: float) -> float:
         u = min(max(u, 0.0), 1.0)
         if self.log:
-            return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
-        return float(self.low + u * (self.high - self.low))
+            return self._clip(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+        return self._clip(self.low + u * (self.high - self.low))
 
     def problem(self, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

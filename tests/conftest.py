@@ -1,0 +1,29 @@
+"""Shared fixtures: small specs that run in seconds on the CPU."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def write_spec(folder: Path, **overrides) -> Path:
+    """A tiny iris run (4 features, 150 rows): a trial takes well under a second."""
+    spec = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"source": "builtin", "name": "sklearn:iris"},
+        "budget": {"max_trials": 3, "max_epochs": 3, "patience": None},
+        "families": {"overrides": {"batch_size": {"choices": [32]}, "mlp.width": {"low": 16, "high": 32}}},
+        "output": "run",
+    }
+    for key, value in overrides.items():
+        spec[key] = value
+    path = folder / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.fixture
+def tiny_spec(tmp_path) -> Path:
+    return write_spec(tmp_path)

@@ -1,0 +1,172 @@
+"""The search loop end to end with the random strategy, resume, and plugin failures."""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import pytest
+
+from automl.agent import Agent, best_trial
+from automl.errors import PluginError, RunDirError, SpecError
+from automl.spec import load_spec
+from automl.store import TrialStore
+from tests.conftest import write_spec
+
+
+def run(path, **kwargs):
+    return Agent(load_spec(path), **kwargs).run()
+
+
+def trials_of(run_dir):
+    store = TrialStore(run_dir / "trials.db", readonly=True)
+    try:
+        return store.trials(with_history=True)
+    finally:
+        store.close()
+
+
+def test_run_writes_every_artifact(tiny_spec):
+    summary = run(tiny_spec)
+    run_dir = tiny_spec.parent / "run"
+    trials = trials_of(run_dir)
+    assert [t.status for t in trials] == ["COMPLETE"] * 3
+    assert all(len(t.history) == 3 and [h["epoch"] for h in t.history] == [1, 2, 3] for t in trials)
+    results = json.loads((run_dir / "results.json").read_text())
+    best = best_trial(trials)
+    assert results["metric"] == "accuracy" and results["direction"] == "maximize"
+    assert results["best"]["trial_id"] == best.trial_id == summary["best_trial_id"]
+    assert results["best"]["val"]["accuracy"] == pytest.approx(best.metrics["accuracy"])
+    assert 0.0 <= results["test"]["accuracy"] <= 1.0
+    assert results["trials"]["completed"] == 3 and results["trials"]["failed"] == 0
+    assert results["duration_s"] > 0
+    for name in ("report.html", "report.md", "model/model.pt", "model/model.json", "tensorboard"):
+        assert (run_dir / name).exists(), name
+
+
+def test_configs_follow_the_space_and_the_seed(tmp_path):
+    first = write_spec(tmp_path / "a" if (tmp_path / "a").mkdir() is None else None)
+    second = write_spec(tmp_path / "b" if (tmp_path / "b").mkdir() is None else None)
+    run(first)
+    run(second)
+    configs_a = [t.config for t in trials_of(first.parent / "run")]
+    configs_b = [t.config for t in trials_of(second.parent / "run")]
+    assert configs_a == configs_b  # same seed, same suggestions
+    assert all(c["batch_size"] == 32 and 16 <= c["mlp.width"] <= 32 for c in configs_a if c["family"] == "mlp")
+
+
+def test_rerun_resumes_without_rerunning_and_extends_the_budget(tiny_spec):
+    run(tiny_spec)
+    run_dir = tiny_spec.parent / "run"
+    before = {t.trial_id: t.finished_at for t in trials_of(run_dir)}
+    run(tiny_spec)  # budget already spent: nothing new runs
+    assert {t.trial_id: t.finished_at for t in trials_of(run_dir)} == before
+    spec = json.loads(tiny_spec.read_text())
+    spec["budget"]["max_trials"] = 5
+    tiny_spec.write_text(json.dumps(spec))
+    run(tiny_spec)
+    after = trials_of(run_dir)
+    assert len(after) == 5
+    assert {t.trial_id: t.finished_at for t in after if t.trial_id in before} == before
+    assert len({json.dumps(t.config, sort_keys=True) for t in after}) == 5  # the rebuilt strategy did not repeat itself
+
+
+def test_changed_spec_is_refused_naming_the_change_unless_overwrite(tiny_spec):
+    run(tiny_spec)
+    spec = json.loads(tiny_spec.read_text())
+    spec["budget"]["max_epochs"] = 4
+    tiny_spec.write_text(json.dumps(spec))
+    with pytest.raises(RunDirError, match=r"budget.max_epochs: 3 -> 4"):
+        run(tiny_spec)
+    run(tiny_spec, overwrite=True)
+    assert all(t.epochs == 4 for t in trials_of(tiny_spec.parent / "run"))
+
+
+def test_regression_minimises_its_metric(tmp_path):
+    path = write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:diabetes"}, metric="rmse")
+    summary = run(path)
+    trials = trials_of(tmp_path / "run")
+    assert summary["direction"] == "minimize"
+    best = best_trial(trials)
+    assert best.metrics["rmse"] == min(t.metrics["rmse"] for t in trials)
+    assert best.loss == pytest.approx(best.metrics["rmse"])  # minimised metrics are the loss as they are
+    assert 20 < summary["test"]["rmse"] < 200  # in the target's own units (diabetes progression)
+
+
+def test_bad_strategy_options_name_the_field(tmp_path):
+    path = write_spec(tmp_path, strategy={"name": "random", "options": {"bogus": 1}})
+    with pytest.raises(SpecError, match=r"strategy.options.bogus"):
+        run(path)
+    assert not (tmp_path / "run").exists()
+
+
+BROKEN = {
+    "raises": "def ask(self):\n        raise RuntimeError('boom')",
+    "outside": "def ask(self):\n        self.n += 1\n        return Suggestion(str(self.n), {'family': 'nope'})",
+    "not_a_suggestion": "def ask(self):\n        return {'family': 'mlp'}",
+    "late_raise": ("def ask(self):\n        self.n += 1\n        if self.n > 2:\n            raise ValueError('third ask')\n"
+                   "        return Suggestion(str(self.n), self.space.sample(np.random.default_rng(self.n)))"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_broken_strategy_stops_the_run_naming_the_plugin_and_keeps_finished_trials(tmp_path, kind):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text(textwrap.dedent("""\
+        import numpy as np
+        from automl.strategies import Strategy, Suggestion
+
+        class Broken(Strategy):
+            name = "broken"
+
+            def __init__(self, space, *, seed, max_budget, options=None):
+                super().__init__(space, seed=seed, max_budget=max_budget, options=options)
+                self.n = 0
+
+            def tell(self, observation):
+                pass
+
+            """) + "    " + BROKEN[kind] + "\n")
+    path = write_spec(tmp_path, strategy={"name": "broken"}, plugins_dirs=["plugins"])
+    with pytest.raises(PluginError, match=r"strategy 'broken' from .*broken\.py") as info:
+        run(path)
+    trials = trials_of(tmp_path / "run")
+    if kind == "late_raise":
+        assert "third ask" in str(info.value)
+        assert [t.status for t in trials] == ["COMPLETE", "COMPLETE"]
+    if kind == "outside":
+        assert "outside the search space" in str(info.value)
+
+
+def test_failed_trials_are_data_and_max_failed_stops_the_search(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "exploding.py").write_text(textwrap.dedent("""\
+        from automl.families.mlp import MLPFamily
+
+        class Exploding(MLPFamily):
+            name = "exploding"
+
+            def build(self, config, profile):
+                raise RuntimeError("this family always fails")
+        """))
+    path = write_spec(tmp_path, plugins_dirs=["plugins"], families={"include": ["exploding"]},
+                      budget={"max_trials": 10, "max_epochs": 2, "max_failed": 2})
+    with pytest.raises(Exception, match="no trial finished with a usable score"):
+        run(path)
+    trials = trials_of(tmp_path / "run")
+    assert [t.status for t in trials] == ["FAILED", "FAILED"]
+    assert "this family always fails" in trials[0].error and "Traceback" in trials[0].error
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["trials"]["failed"] == 2
+
+
+def test_time_budget_stops_the_search(tmp_path):
+    path = write_spec(tmp_path, budget={"max_trials": None, "max_time": 3, "max_epochs": 200, "patience": None})
+    summary = run(path)
+    assert summary["stopped_because"].startswith("max_time")
+    trials = trials_of(tmp_path / "run")
+    assert trials and all(t.finished for t in trials)
+    assert summary["duration_s"] < 3 + 5
+    assert not math.isnan(summary["test"]["accuracy"])

@@ -1,0 +1,72 @@
+"""A run killed with SIGKILL mid-trial resumes: finished trials are kept and never re-run,
+the interrupted trial continues from its checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from automl.store import TrialStore
+from tests.conftest import write_spec
+
+
+def snapshot(db):
+    """(finished trials, {trial: epochs recorded}) read with a plain connection, as an outsider would."""
+    if not db.exists():
+        return {}, {}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        try:
+            finished = dict(con.execute("SELECT trial_id, finished_at FROM trials WHERE status='COMPLETE'"))
+            epochs = dict(con.execute("SELECT trial_id, COUNT(*) FROM epochs GROUP BY trial_id"))
+        except sqlite3.OperationalError:  # tables not created yet
+            return {}, {}
+    return finished, epochs
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    spec = write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"},
+                      families={"include": ["mlp"], "overrides": {"batch_size": {"choices": [32]}}},
+                      budget={"max_trials": 4, "max_epochs": 12, "patience": None})
+    db = tmp_path / "run" / "trials.db"
+    command = [sys.executable, "-m", "automl.cli", "run", str(spec), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            finished, epochs = snapshot(db)
+            running = [t for t in epochs if t not in finished]
+            if finished and running and epochs[running[0]] >= 2:
+                break
+            assert process.poll() is None, process.stderr.read().decode()
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the run never reached the state to interrupt")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_at = time.time()
+    finished_before, epochs_before = snapshot(db)
+    interrupted = next(t for t in epochs_before if t not in finished_before)
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    store = TrialStore(db, readonly=True)
+    trials = {t.trial_id: t for t in store.trials()}
+    history = store.history(interrupted)
+    store.close()
+    assert len(trials) == 4 and all(t.status == "COMPLETE" for t in trials.values())
+    # finished trials kept as they were: not re-run
+    assert {t: trials[t].finished_at for t in finished_before} == finished_before
+    # the interrupted trial kept its earlier epochs and went on from its checkpoint
+    assert [h["epoch"] for h in history] == list(range(1, 13))
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        early = con.execute("SELECT MAX(recorded_at) FROM epochs WHERE trial_id=? AND epoch<=?",
+                            (interrupted, epochs_before[interrupted])).fetchone()[0]
+    assert early < killed_at
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["trials"]["completed"] == 4
