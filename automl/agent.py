@@ -31,7 +31,7 @@ from automl.reporting.base import RunObserver
 from automl.rundir import RunLock, prepare_run_dir
 from automl.space import SearchSpace
 from automl.spec import METRICS, TaskSpec, problems_from_validation_error, spec_fingerprint
-from automl.store import FINISHED, TrialRecord, TrialStore
+from automl.store import TrialRecord, TrialStore, best_trial
 from automl.strategies.base import Observation, Status, Strategy, Suggestion
 from automl.training.device import describe_device, resolve_device
 from automl.training.metrics import to_loss
@@ -418,7 +418,3 @@ def observation_of(record: TrialRecord) -> Observation:
                        metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
 
 
-def best_trial(trials: Sequence[TrialRecord]) -> TrialRecord | None:
-    """Lowest finite loss among trials that produced a score; ties go to the earliest."""
-    scored = [t for t in trials if t.status in ("COMPLETE", "PRUNED") and t.loss is not None and math.isfinite(t.loss)]
-    return min(scored, key=lambda t: (t.loss, t.seq)) if scored else None

@@ -93,11 +93,12 @@ class Int:
         return self.from_unit(float(rng.uniform()))
 
     def to_unit(self, value: int) -> float:
-        if self.high == self.low:
-            return 0.5
+        """The middle of the value's share of [0, 1], so from_unit(to_unit(v)) == v."""
         if self.log:
-            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
-        return (value - self.low) / (self.high - self.low)
+            span = math.log(self.high + 1) - math.log(self.low)
+            return (math.log(value + 0.5) - math.log(self.low)) / span
+        n_values = (self.high - self.low) // self.step + 1
+        return ((value - self.low) // self.step + 0.5) / n_values
 
     def from_unit(self, u: float) -> int:
         u = min(max(u, 0.0), 1.0)

@@ -206,3 +206,22 @@ class TrialStore:
                 "SELECT trial_id, epoch, metrics, elapsed FROM epochs ORDER BY trial_id, epoch"):
             out.setdefault(trial_id, []).append({"epoch": epoch, "elapsed": elapsed, **json.loads(metrics)})
         return out
+
+
+def rank_key(trial: TrialRecord) -> tuple:
+    """Lower is better: the loss, then the validation loss (it breaks the ties a small
+    validation set makes in accuracy-like metrics), then the earlier trial."""
+    val_loss = trial.metrics.get("val_loss")
+    tie = val_loss if isinstance(val_loss, (int, float)) and math.isfinite(val_loss) else math.inf
+    return (trial.loss, tie, trial.seq)
+
+
+def ranked_trials(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """Trials that produced a score, best first. A pruned trial counts: its best epoch is a real measurement."""
+    scored = [t for t in trials if t.status in ("COMPLETE", "PRUNED") and t.loss is not None and math.isfinite(t.loss)]
+    return sorted(scored, key=rank_key)
+
+
+def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
+    ranked = ranked_trials(trials)
+    return ranked[0] if ranked else None

@@ -254,20 +254,9 @@ def test_from_unit_drops_inactive_params_and_defaults_missing_units_to_the_middl
     assert config["b.alpha"] == pytest.approx(0.5)
 
 
-# Known bug in automl/space.py Float.from_unit (log=True): exp(log(low) + u * (log(high) - log(low)))
-# is not clamped, so rounding puts u=1 (and sometimes u=0) just outside [low, high] and `problems()`
-# then rejects the config. Remove the xfail marks once from_unit clamps its result to the bounds.
-LOG_FROM_UNIT_BUG = pytest.mark.xfail(
-    strict=True, reason="bug: Float.from_unit(log=True) rounds outside [low, high] at u=0/1 (automl/space.py)")
-
-
-@pytest.mark.parametrize("low, high", [
-    (1e-4, 3e-2),
-    pytest.param(1e-6, 1e-2, marks=LOG_FROM_UNIT_BUG),  # planning's weight_decay range: 1.0000000000000014e-2
-    pytest.param(1e-4, 1e-1, marks=LOG_FROM_UNIT_BUG),
-    pytest.param(1e-5, 1e-1, marks=LOG_FROM_UNIT_BUG),  # u=0 gives 9.999999999999997e-06 < low
-    pytest.param(0.1, 10.0, marks=LOG_FROM_UNIT_BUG),
-])
+# Regression: exp(log(low) + u * (log(high) - log(low))) can round one ulp outside [low, high]
+# (e.g. 1e-6..1e-2 at u=1 gave 0.010000000000000014), which `problems()` then rejected.
+@pytest.mark.parametrize("low, high", [(1e-4, 3e-2), (1e-6, 1e-2), (1e-4, 1e-1), (1e-5, 1e-1), (0.1, 10.0)])
 def test_log_float_from_unit_bounds_stay_inside_the_space(low, high):
     """The endpoints of the unit cube must give configs that `problems()` accepts."""
     param = Float("x", low, high, log=True)

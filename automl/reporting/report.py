@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from automl.data.base import Profile
 from automl.errors import RunDirError
-from automl.store import TrialRecord, TrialStore
+from automl.store import TrialRecord, TrialStore, ranked_trials
 
 TOP = 10  # leaderboard rows
 N_CURVES = 5  # learning curves drawn
@@ -67,8 +67,8 @@ def _score(trial: TrialRecord, metric: str, direction: str) -> float | None:
 
 
 def _ranked(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
-    """Best first: lowest finite loss, ties to the earlier trial."""
-    return sorted((t for t in trials if t.status in RANKED and _finite(t.loss)), key=lambda t: (t.loss, t.seq))
+    """Best first, the same order the agent uses to pick the model it exports."""
+    return ranked_trials(trials)
 
 
 def _family(trial: TrialRecord) -> str:

@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 import os
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ class Trainer:
         self.y_train = self._targets(data.y_train)
         self.y_val = self._targets(data.y_val)
         self.use_amp = self.device.type == "cuda"
+        self._init_lock = threading.Lock()
 
     def _targets(self, y: np.ndarray) -> torch.Tensor:
         if self.classification:
@@ -145,8 +147,9 @@ class Trainer:
     def run(self, trial_id: str, config: Mapping[str, Any], budget: float, checkpoint: Path,
             report: ReportFn, resume_from: Path | None = None) -> TrialOutcome:
         settings = self.settings
-        torch.manual_seed(trial_seed(settings.seed, trial_id))
-        model = self.build_model(config)
+        with self._init_lock:  # seeding is global in torch: keep each model's init from interleaving
+            torch.manual_seed(trial_seed(settings.seed, trial_id))
+            model = self.build_model(config)
         epochs = max(1, int(round(budget)))
         optimizer = make_optimizer(model, config)
         scheduler = make_scheduler(optimizer, config, epochs)
@@ -162,6 +165,8 @@ class Trainer:
             if scheduler is not None and saved.get("scheduler") is not None and source == checkpoint:
                 scheduler.load_state_dict(saved["scheduler"])
             generator.set_state(saved["generator"])
+            if source == checkpoint and "torch_rng" in saved:  # dropout draws continue as if never interrupted
+                torch.set_rng_state(saved["torch_rng"].cpu())
             state = {"epoch": saved["epoch"], "best": saved["best"], "bad_epochs": saved["bad_epochs"]}
             log.info("trial %s resumes from %s at epoch %d", trial_id, source, state["epoch"])
 
@@ -202,7 +207,8 @@ class Trainer:
             score = metrics[settings.metric]
             loss_value = to_loss(score, settings.direction) if math.isfinite(score) else math.inf
             best = state["best"]
-            if best is None or loss_value < best["loss"]:
+            # a tie in the metric (common for accuracy on small validation sets) goes to the lower val loss
+            if best is None or (loss_value, val_loss) < (best["loss"], best["metrics"]["val_loss"]):
                 state["best"] = {"loss": loss_value, "metrics": metrics, "epoch": epoch,
                                  "state": copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})}
                 state["bad_epochs"] = 0
@@ -211,7 +217,7 @@ class Trainer:
             state["epoch"] = epoch
             save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict() if scheduler else None,
-                         "generator": generator.get_state(), "best": state["best"],
+                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "best": state["best"],
                          "bad_epochs": state["bad_epochs"], "config": dict(config)}, checkpoint)
             if report(epoch, metrics):
                 stop_reason = "stopped early by the strategy or the driver"

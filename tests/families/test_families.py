@@ -19,6 +19,15 @@ from automl.training.trainer import family_params
 FAMILIES = {"mlp": MLPFamily(), "cnn": CNNFamily()}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; one thread keeps the tests fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def profile(modality: str, task: str, input_shape: tuple[int, ...], n_classes: int | None = None,
             n_train: int = 600) -> Profile:
     return Profile(source="test", modality=modality, task=task, target="y", n_samples=n_train + 200,
@@ -200,6 +209,9 @@ def test_build_space_prefixes_family_params_and_conditions_them_on_the_family():
         for name in own:
             param = space[f"{family}.{name}"]
             assert param.condition == Condition("family", (family,))
+
+    for u in (0.0, 1.0):  # the corners of the unit cube (what model-based strategies propose) are valid too
+        assert space.problems(space.from_unit({p.name: u for p in space})) == []
 
     rng = np.random.default_rng(0)
     seen = set()
