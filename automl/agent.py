@@ -397,7 +397,7 @@ class Agent:
         store.set_meta("final", final)
         store.set_meta("elapsed_before", duration)
         paths = self._write_report()
-        summary = {**final, "run_dir": str(self.run_dir), "metric": plan.metric, "direction": plan.direction,
+        summary = {**final, "best": val, "run_dir": str(self.run_dir), "metric": plan.metric, "direction": plan.direction,
                    "report": {k: str(v) for k, v in paths.items()}}
         self.observers.run_finished(summary)
         return summary

@@ -242,6 +242,8 @@ class SearchSpace:
             else:
                 cast = int if isinstance(param, Int) else float
                 changes = {k: cast(v) for k, v in (("low", low), ("high", high)) if v is not None}
+                if isinstance(param, Int) and any(v is not None and v != int(v) for v in (low, high)):
+                    raise ValueError(f"{name} takes whole numbers; got low={low}, high={high}")
                 if log is not None:
                     changes["log"] = log
                 params.append(replace(param, **changes))

@@ -170,3 +170,22 @@ def test_time_budget_stops_the_search(tmp_path):
     assert trials and all(t.finished for t in trials)
     assert summary["duration_s"] < 3 + 5
     assert not math.isnan(summary["test"]["accuracy"])
+
+
+def test_tensorboard_logs_of_a_real_run_read_back(tiny_spec):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tiny_spec)
+    run_dir = tiny_spec.parent / "run"
+    trials = trials_of(run_dir)
+    for trial in trials:
+        events = EventAccumulator(str(run_dir / "tensorboard" / "trials" / trial.trial_id))
+        events.Reload()
+        val = events.Scalars("loss/val")
+        assert [e.step for e in val] == [1, 2, 3]
+        assert val[-1].value == pytest.approx(trial.history[-1]["val_loss"], rel=1e-5)
+        assert "metric/accuracy" in events.Tags()["scalars"]
+    study = EventAccumulator(str(run_dir / "tensorboard" / "study"))
+    study.Reload()
+    best = [e.value for e in study.Scalars("best_so_far/accuracy")]
+    assert best == sorted(best) and best[-1] == pytest.approx(best_trial(trials).metrics["accuracy"])

@@ -106,3 +106,8 @@ def test_second_run_on_a_locked_directory_is_refused(tiny_spec):
         result = invoke("run", tiny_spec, "--quiet")
     assert result.exit_code == 1
     assert "in use by process" in result.output and "host" in result.output
+
+
+def test_tensorboard_on_a_folder_without_logs(tmp_path):
+    result = invoke("tensorboard", tmp_path)
+    assert result.exit_code == 1 and "tensorboard" in result.output

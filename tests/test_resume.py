@@ -70,3 +70,25 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert early < killed_at
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["trials"]["completed"] == 4
+
+
+def test_sigterm_stops_cleanly_with_exit_130_and_the_run_resumes(tmp_path):
+    spec = write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"},
+                      families={"include": ["mlp"], "overrides": {"batch_size": {"choices": [32]}}},
+                      budget={"max_trials": 3, "max_epochs": 10, "patience": None})
+    db = tmp_path / "run" / "trials.db"
+    command = [sys.executable, "-m", "automl.cli", "run", str(spec), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not snapshot(db)[0] and time.time() < deadline:  # until one trial is finished
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in stderr
+    finished, _ = snapshot(db)
+    assert finished
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert {t: at for t, at in snapshot(db)[0].items() if t in finished} == finished

@@ -204,9 +204,8 @@ def _calls(trainer, trial_id, config, budget, checkpoint) -> list[tuple[int, dic
     return report.calls
 
 
-@pytest.mark.xfail(strict=False, reason="bug: the torch global RNG (dropout) is re-seeded on resume instead of "
-                                       "restored from the checkpoint (automl/training/trainer.py Trainer.run)")
 def test_resuming_a_trial_with_dropout_matches_an_uninterrupted_run(classification, tmp_path):
+    """Regression: dropout draws (torch's global RNG) must continue from the checkpoint, not restart."""
     trainer = accuracy_trainer(classification)
     config = {**CONFIG, "mlp.dropout": 0.3}
     trainer.run("0006", config, 4, tmp_path / "a.pt", Recorder(stop_at=2))
