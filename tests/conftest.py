@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def write_spec(folder: Path, **overrides) -> Path:
@@ -27,3 +28,12 @@ def write_spec(folder: Path, **overrides) -> Path:
 @pytest.fixture
 def tiny_spec(tmp_path) -> Path:
     return write_spec(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads; one thread keeps the tests fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,13 +19,7 @@ from automl.training.trainer import family_params
 FAMILIES = {"mlp": MLPFamily(), "cnn": CNNFamily()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; one thread keeps the tests fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def profile(modality: str, task: str, input_shape: tuple[int, ...], n_classes: int | None = None,

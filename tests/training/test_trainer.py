@@ -31,13 +31,7 @@ def split(X, y, profile, **extra) -> PreparedData:
     return PreparedData(X[:180], y[:180], X[180:240], y[180:240], X[240:], y[240:], profile, **extra)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; one thread keeps the tests fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
