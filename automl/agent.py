@@ -414,7 +414,7 @@ class Agent:
 
 def observation_of(record: TrialRecord) -> Observation:
     return Observation(trial_id=record.trial_id, status=Status(record.status), loss=record.loss,
-                       config=record.config, budget=float(record.epochs) if record.epochs else record.budget,
+                       config=record.config, budget=record.budget,
                        metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
@@ -41,7 +42,7 @@ class Observation:
     status: Status
     loss: float | None  # always minimised; None when the trial failed
     config: Mapping[str, Any] = field(default_factory=dict)
-    budget: float | None = None  # epochs actually trained
+    budget: float | None = None  # the budget the trial was run with (its suggestion's)
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -60,6 +61,12 @@ class Strategy:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
+
+    # Set by the agent after construction, before the first call: a folder of the run
+    # directory the strategy may keep its own files in (None: keep nothing on disk), and
+    # how many trials run at once (a strategy may ask that many times before any tell).
+    workdir: Path | None = None
+    parallelism: int = 1
 
     def __init__(self, space: SearchSpace, *, seed: int, max_budget: float, options: BaseModel | None = None):
         self.space = space
