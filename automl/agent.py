@@ -7,7 +7,6 @@ database before it is acted on, so a run killed at any moment resumes from there
 from __future__ import annotations
 
 import logging
-import math
 import os
 import platform
 import socket
@@ -22,8 +21,8 @@ from pydantic import ValidationError
 import automl
 from automl.data import load_data
 from automl.data.base import PreparedData
-from automl.errors import AutoMLError, BudgetExhausted, PluginError, SpecError
-from automl.execution.base import TrialEvent, TrialRequest
+from automl.errors import BudgetExhausted, PluginError, SpecError
+from automl.execution.base import TrialRequest
 from automl.execution.threads import ThreadExecutor
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
@@ -31,10 +30,10 @@ from automl.reporting.base import RunObserver
 from automl.rundir import RunLock, prepare_run_dir
 from automl.space import SearchSpace
 from automl.spec import METRICS, TaskSpec, problems_from_validation_error, spec_fingerprint
-from automl.store import TrialRecord, TrialStore, best_trial
-from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.search import Limits, Observers, SearchLoop
+from automl.store import TrialStore, best_trial
+from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
-from automl.training.metrics import to_loss
 from automl.training.trainer import TrainSettings, Trainer, load_best_model
 
 log = logging.getLogger(__name__)
@@ -102,24 +101,6 @@ def versions() -> dict[str, str]:
             "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
 
 
-class _Observers:
-    """Fan events out to observers; one that raises is dropped, never the run."""
-
-    def __init__(self, observers: Sequence[RunObserver]):
-        self.observers = list(observers)
-
-    def __getattr__(self, method: str):
-        def call(*args, **kwargs):
-            for observer in list(self.observers):
-                try:
-                    getattr(observer, method)(*args, **kwargs)
-                except Exception:
-                    log.warning("observer %s failed in %s; it is switched off", type(observer).__name__, method,
-                                exc_info=True)
-                    self.observers.remove(observer)
-        return call
-
-
 class Agent:
     def __init__(self, spec: TaskSpec, *, overwrite: bool = False, observers: Sequence[RunObserver] = (),
                  plugin_dirs: Sequence[Path] = ()):
@@ -148,37 +129,39 @@ class Agent:
         self.plan, self.store = plan, store
         strategy_plugin = plan.registry.get("strategies", spec.strategy.name)
         self._write_meta(plan, store, device, strategy_plugin.source, resuming)
-        self.strategy = plan.strategy_cls(plan.space, seed=spec.seed, max_budget=float(spec.budget.max_epochs),
-                                          options=plan.strategy_options)
-        self.strategy_source = strategy_plugin.source
+        strategy = plan.strategy_cls(plan.space, seed=spec.seed, max_budget=float(spec.budget.max_epochs),
+                                     options=plan.strategy_options)
+        strategy.workdir = self.run_dir / "strategy"
+        strategy.workdir.mkdir(exist_ok=True)
+        strategy.parallelism = spec.execution.workers
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
-        self.observers = _Observers([tensorboard, *self.extra_observers])
+        self.observers = Observers([tensorboard, *self.extra_observers])
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed)
         self.trainer = Trainer(plan.data, settings, plan.families)
         workers = spec.execution.workers
         if device == "cpu":  # split the cores so parallel trials do not fight over them
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-        executor = ThreadExecutor(self._run_trial, workers)
-        self.start_time = time.time()
-        self.prior_elapsed = float(store.get_meta("elapsed_before", 0.0))
-        resubmit = self._replay()
+        budget = spec.budget
+        self.loop = SearchLoop(
+            strategy, label=f"strategy {spec.strategy.name!r} from {strategy_plugin.source}", space=plan.space,
+            store=store, executor=ThreadExecutor(self._run_trial, workers),
+            limits=Limits(budget.max_trials, budget.max_time, budget.max_failed, float(budget.max_epochs)),
+            metric=plan.metric, direction=plan.direction, observers=self.observers,
+            prior_elapsed=float(store.get_meta("elapsed_before", 0.0)))
+        resubmit = self.loop.replay()
         self.observers.run_started({
             "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": spec.strategy.name,
-            "families": list(plan.families), "max_trials": spec.budget.max_trials, "max_time": spec.budget.max_time,
-            "max_epochs": spec.budget.max_epochs, "device": device, "workers": workers,
+            "families": list(plan.families), "max_trials": budget.max_trials, "max_time": budget.max_time,
+            "max_epochs": budget.max_epochs, "device": device, "workers": workers,
             "already_finished": sum(1 for t in store.trials() if t.finished)})
-        stopped_because = "interrupted"
         try:
-            stopped_because = self._loop(executor, resubmit)
+            stopped_because = self.loop.run(resubmit)
         except BaseException:
-            self._record_finished(executor)
-            executor.shutdown()
-            store.set_meta("elapsed_before", self.prior_elapsed + time.time() - self.start_time)
+            store.set_meta("elapsed_before", self.loop.elapsed())
             self._write_report()
             self.observers.close()
             raise
-        executor.shutdown()
         try:
             summary = self._finish(plan, stopped_because)
         finally:
@@ -205,165 +188,6 @@ class Agent:
         if not resuming:
             store.set_meta("elapsed_before", 0.0)
 
-    # -- strategy calls, guarded: a plugin that misbehaves is named with what it did ---------------
-    def _plugin_error(self, what: str) -> PluginError:
-        return PluginError(f"strategy {self.spec.strategy.name!r} from {self.strategy_source} {what}; "
-                           f"the trials finished so far are kept in {self.run_dir / TrialStore.FILENAME}")
-
-    def _ask(self) -> Suggestion | None:
-        try:
-            suggestion = self.strategy.ask()
-        except Exception as error:
-            raise self._plugin_error(f"raised in ask(): {type(error).__name__}: {error}") from error
-        if suggestion is None:
-            return None
-        if not isinstance(suggestion, Suggestion):
-            raise self._plugin_error(f"returned {suggestion!r} from ask(), not a Suggestion or None")
-        problems = self.plan.space.problems(dict(suggestion.config))
-        if problems:
-            raise self._plugin_error(f"suggested a config outside the search space ({'; '.join(problems)}): "
-                                     f"{dict(suggestion.config)!r}")
-        budget = suggestion.budget
-        if budget is not None and not (0 < budget <= self.spec.budget.max_epochs):
-            raise self._plugin_error(f"suggested budget {budget!r}, outside (0, {self.spec.budget.max_epochs}]")
-        if not isinstance(suggestion.trial_id, str) or not suggestion.trial_id or \
-                self.store.trial(suggestion.trial_id) is not None:
-            raise self._plugin_error(f"suggested trial id {suggestion.trial_id!r}, which is empty or already used")
-        if suggestion.resume_from is not None and self.store.trial(suggestion.resume_from) is None:
-            raise self._plugin_error(f"asked to resume from unknown trial {suggestion.resume_from!r}")
-        return suggestion
-
-    def _tell(self, observation: Observation) -> None:
-        try:
-            self.strategy.tell(observation)
-        except Exception as error:
-            raise self._plugin_error(f"raised in tell() for trial {observation.trial_id}: "
-                                     f"{type(error).__name__}: {error}") from error
-
-    def _should_stop(self, trial_id: str, epoch: int, loss: float) -> bool:
-        try:
-            return bool(self.strategy.should_stop(trial_id, epoch, loss))
-        except Exception as error:
-            raise self._plugin_error(f"raised in should_stop(): {type(error).__name__}: {error}") from error
-
-    # -- resume -------------------------------------------------------------------------------------
-    def _replay(self) -> list[TrialRequest]:
-        """Rebuild the strategy from the database; return interrupted trials to run again."""
-        resubmit = []
-        for record in self.store.trials():
-            if record.finished:
-                self._tell(observation_of(record))
-            else:
-                self.store.reset_trial(record.trial_id)
-                suggestion = Suggestion(record.trial_id, record.config, record.budget, record.resume_from)
-                try:
-                    getattr(self.strategy, "resume_pending", lambda s: None)(suggestion)
-                except Exception as error:
-                    raise self._plugin_error(f"raised in resume_pending(): {type(error).__name__}: {error}") from error
-                resubmit.append(TrialRequest(record.trial_id, record.config, record.budget or
-                                             self.spec.budget.max_epochs, record.resume_from))
-        if resubmit:
-            log.info("resuming %d interrupted trial(s) from their checkpoints", len(resubmit))
-        return resubmit
-
-    # -- the loop -----------------------------------------------------------------------------------
-    def elapsed(self) -> float:
-        return self.prior_elapsed + time.time() - self.start_time
-
-    def _budget_left(self) -> str | None:
-        """Why no new trial may start, or None."""
-        budget = self.spec.budget
-        trials = self.store.trials()
-        if budget.max_trials is not None and len(trials) >= budget.max_trials:
-            return f"max_trials ({budget.max_trials}) reached"
-        if budget.max_time is not None and self.elapsed() >= budget.max_time:
-            return f"max_time ({budget.max_time:g} s) reached"
-        failed = sum(1 for t in trials if t.status == "FAILED")
-        if failed >= budget.max_failed:
-            return f"max_failed ({budget.max_failed}) failed trials reached"
-        return None
-
-    def _record_finished(self, executor: ThreadExecutor) -> None:
-        """On the way out after an error: keep the outcomes of trials that had already ended.
-        Trials still running stay RUNNING in the database and resume from their checkpoints."""
-        for event in executor.events(timeout=0):
-            if event.kind == "finished":
-                try:
-                    self._handle(event, executor)
-                except Exception:
-                    log.debug("while recording trial %s on the way out", event.trial_id, exc_info=True)
-            elif event.kind == "epoch":
-                event.answer(True)
-
-    def _loop(self, executor: ThreadExecutor, resubmit: list[TrialRequest]) -> str:
-        strategy_done = False
-        while True:
-            for event in executor.events(timeout=0):  # tell the strategy everything before asking again
-                self._handle(event, executor)
-            stop = self._budget_left()
-            # fill the slots free now; a slot freed meanwhile waits until its outcome is recorded
-            for _ in range(executor.capacity()):
-                if stop is not None or strategy_done:
-                    break
-                if resubmit:
-                    request = resubmit.pop(0)
-                else:
-                    suggestion = self._ask()
-                    if suggestion is None:
-                        strategy_done = not executor.running()
-                        break
-                    budget = suggestion.budget if suggestion.budget is not None else self.spec.budget.max_epochs
-                    self.store.add_trial(suggestion.trial_id, dict(suggestion.config), budget=budget,
-                                         resume_from=suggestion.resume_from, family=suggestion.config.get("family"))
-                    request = TrialRequest(suggestion.trial_id, dict(suggestion.config), budget, suggestion.resume_from)
-                executor.submit(request)
-                self.observers.trial_started(request.trial_id, request.config, request.budget)
-                stop = self._budget_left()
-            if executor.idle():
-                if stop is not None:
-                    return stop
-                if strategy_done or self._strategy_finished():
-                    return "the strategy has nothing more to suggest"
-            for event in executor.events(timeout=0.5):
-                self._handle(event, executor)
-            if self.spec.budget.max_time is not None and self.elapsed() >= self.spec.budget.max_time:
-                for trial_id in executor.running():
-                    executor.stop(trial_id)
-
-    def _strategy_finished(self) -> bool:
-        try:
-            return bool(getattr(self.strategy, "is_finished", lambda: False)())
-        except Exception as error:
-            raise self._plugin_error(f"raised in is_finished(): {type(error).__name__}: {error}") from error
-
-    def _handle(self, event: TrialEvent, executor: ThreadExecutor) -> None:
-        store = self.store
-        if event.kind == "started":
-            store.start_trial(event.trial_id, event.worker)
-        elif event.kind == "epoch":
-            started = store.trial(event.trial_id).started_at or time.time()
-            store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), time.time() - started)
-            self.observers.epoch(event.trial_id, event.epoch, event.metrics)
-            value = event.metrics.get(self.plan.metric, math.nan)
-            loss = to_loss(value, self.plan.direction) if math.isfinite(value) else math.inf
-            stop = False
-            try:
-                stop = self._should_stop(event.trial_id, event.epoch, loss)
-            finally:
-                event.answer(stop)
-        elif event.kind == "finished":
-            outcome = event.outcome
-            store.finish_trial(event.trial_id, outcome.status, loss=outcome.loss, metrics=outcome.metrics,
-                               epochs=outcome.epochs, reason=outcome.reason, error=outcome.error)
-            record = store.trial(event.trial_id)
-            if outcome.status == "FAILED":
-                log.warning("trial %s failed (%s): %s", event.trial_id, outcome.reason,
-                            (outcome.error or "").strip().splitlines()[-1:] or "")
-            self._tell(observation_of(record))
-            trials = store.trials()
-            self.observers.trial_finished(record, best_trial(trials), sum(1 for t in trials if t.finished),
-                                          self.elapsed())
-
     def _run_trial(self, request: TrialRequest, report) -> Any:
         checkpoints = self.run_dir / "checkpoints"
         resume_from = checkpoints / f"{request.resume_from}.pt" if request.resume_from else None
@@ -377,7 +201,7 @@ class Agent:
         store = self.store
         trials = store.trials()
         best = best_trial(trials)
-        duration = self.elapsed()
+        duration = self.loop.elapsed()
         if best is None:
             store.set_meta("final", {"best_trial_id": None, "stopped_because": stopped_because,
                                      "finished_at": time.time(), "duration_s": duration})
@@ -410,11 +234,3 @@ class Agent:
         except Exception:  # the report can be rebuilt with `automl report`; never lose the run over it
             log.exception("could not write the report; run `automl report %s` to retry", self.run_dir)
             return {}
-
-
-def observation_of(record: TrialRecord) -> Observation:
-    return Observation(trial_id=record.trial_id, status=Status(record.status), loss=record.loss,
-                       config=record.config, budget=record.budget,
-                       metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
-
-

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from automl.errors import AutoMLError, SpecError
+from automl.errors import AutoMLError
 
 
 def _fail(error: AutoMLError) -> None:
@@ -47,8 +47,9 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-class _Terminated(Exception):
-    pass
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread. A BaseException like KeyboardInterrupt, so that no
+    `except Exception` on the way (an observer guard, a report writer) swallows it."""
 
 
 def _raise_terminated(signum, frame):

@@ -170,6 +170,13 @@ class TrialStore:
         """Back to PENDING (a trial interrupted by a crash, to be run again)."""
         self._write("UPDATE trials SET status=?, worker=NULL WHERE trial_id=?", (PENDING, trial_id))
 
+    def counts(self) -> dict[str, int]:
+        """Trials by status, and "total"."""
+        rows = self._read("SELECT status, COUNT(*) FROM trials GROUP BY status")
+        counts = {status: n for status, n in rows}
+        counts["total"] = sum(n for _, n in rows)
+        return counts
+
     _COLUMNS = ("trial_id, seq, family, config, budget, resume_from, status, loss, metrics, epochs, reason, error, "
                 "worker, created_at, started_at, finished_at")
 

@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from automl.agent import Agent, best_trial
+from automl.agent import Agent
+from automl.store import best_trial
 from automl.errors import PluginError, RunDirError, SpecError
 from automl.spec import load_spec
 from automl.store import TrialStore

@@ -3,7 +3,6 @@ the interrupted trial continues from its checkpoint."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

@@ -11,7 +11,18 @@ import queue
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from automl.training.trainer import TrialOutcome
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended, as a worker reports it."""
+
+    status: str  # COMPLETE | PRUNED | FAILED
+    loss: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs: int = 0
+    reason: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)

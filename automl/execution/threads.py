@@ -13,10 +13,7 @@ import threading
 import traceback
 from typing import Callable
 
-import torch
-
-from automl.execution.base import TrialEvent, TrialRequest
-from automl.training.trainer import TrialOutcome
+from automl.execution.base import TrialEvent, TrialOutcome, TrialRequest
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +24,8 @@ REPLY_TIMEOUT = 600.0  # a driver that never answers must not hang a worker fore
 
 
 def classify_failure(error: BaseException) -> str:
-    if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
+    # by name, so that objectives without torch never import it
+    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
         return "oom"
     return "exception"
 

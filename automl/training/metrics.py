@@ -6,10 +6,11 @@ regression metrics take predictions in the target's own units.
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def classification_metrics(names, y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as skm  # imported here: `automl.optimize` needs only to_loss
+
     n_classes = proba.shape[1]
     labels = np.arange(n_classes)
     y_pred = proba.argmax(axis=1)
@@ -31,6 +32,8 @@ def classification_metrics(names, y_true: np.ndarray, proba: np.ndarray) -> dict
 
 
 def _roc_auc(y_true, proba, labels) -> float:
+    from sklearn import metrics as skm
+
     present = np.unique(y_true)
     if len(present) < 2:
         return float("nan")  # undefined with one class in the split; reported as missing
@@ -43,6 +46,8 @@ def _roc_auc(y_true, proba, labels) -> float:
 
 
 def regression_metrics(names, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     out: dict[str, float] = {}
     for name in names:
         if name == "mae":

@@ -15,7 +15,7 @@ import math
 import os
 import threading
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from automl.data.base import PreparedData
+from automl.execution.base import TrialOutcome
 from automl.families.base import Family
 from automl.training.metrics import classification_metrics, regression_metrics, to_loss
 
@@ -43,16 +44,6 @@ class TrainSettings:
     device: str = "cpu"
     patience: int | None = None
     seed: int = 0
-
-
-@dataclass
-class TrialOutcome:
-    status: str  # COMPLETE | PRUNED | FAILED
-    loss: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    epochs: int = 0
-    reason: str | None = None
-    error: str | None = None
 
 
 def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

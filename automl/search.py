@@ -1,0 +1,231 @@
+"""The ask / run / tell loop, shared by `automl run` (the agent) and `automl.optimize`.
+
+It owns the strategy (every call guarded: a plugin that misbehaves is named with what
+it did), the budget rules, replay on resume and the handling of executor events. Every
+event is committed to the store before the strategy or an observer hears of it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from automl.errors import PluginError
+from automl.execution.base import TrialEvent, TrialRequest
+from automl.reporting.base import RunObserver
+from automl.space import SearchSpace
+from automl.store import TrialRecord, TrialStore, best_trial
+from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.training.metrics import to_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_trials: int | None
+    max_time: float | None
+    max_failed: int
+    max_budget: float
+
+
+class Observers:
+    """Fan events out to observers; one that raises is switched off, never the run."""
+
+    def __init__(self, observers: Sequence[RunObserver]):
+        self.observers = list(observers)
+
+    def __getattr__(self, method: str):
+        def call(*args, **kwargs):
+            for observer in list(self.observers):
+                try:
+                    getattr(observer, method)(*args, **kwargs)
+                except Exception:
+                    log.warning("observer %s failed in %s; it is switched off", type(observer).__name__, method,
+                                exc_info=True)
+                    self.observers.remove(observer)
+        return call
+
+
+def observation_of(record: TrialRecord) -> Observation:
+    return Observation(trial_id=record.trial_id, status=Status(record.status), loss=record.loss,
+                       config=record.config, budget=record.budget,
+                       metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
+
+
+class SearchLoop:
+    def __init__(self, strategy: Strategy, *, label: str, space: SearchSpace, store: TrialStore, executor,
+                 limits: Limits, metric: str, direction: str, observers: Observers | None = None,
+                 prior_elapsed: float = 0.0):
+        self.strategy = strategy
+        self.label = label  # "strategy 'x' from <source>", for errors
+        self.space = space
+        self.store = store
+        self.executor = executor
+        self.limits = limits
+        self.metric = metric
+        self.direction = direction
+        self.observers = observers or Observers([])
+        self.prior_elapsed = prior_elapsed
+        self.start_time = time.time()
+
+    def elapsed(self) -> float:
+        return self.prior_elapsed + time.time() - self.start_time
+
+    # -- guarded strategy calls ----------------------------------------------------------------------
+    def _plugin_error(self, what: str) -> PluginError:
+        return PluginError(f"{self.label} {what}; the trials finished so far are kept in {self.store.path}")
+
+    def _call(self, method: str, *args, default=None):
+        function = getattr(self.strategy, method, None)
+        if function is None:
+            return default
+        try:
+            return function(*args)
+        except Exception as error:
+            raise self._plugin_error(f"raised in {method}(): {type(error).__name__}: {error}") from error
+
+    def _ask(self) -> Suggestion | None:
+        suggestion = self._call("ask")
+        if suggestion is None:
+            return None
+        if not isinstance(suggestion, Suggestion):
+            raise self._plugin_error(f"returned {suggestion!r} from ask(), not a Suggestion or None")
+        problems = self.space.problems(dict(suggestion.config))
+        if problems:
+            raise self._plugin_error(f"suggested a config outside the search space ({'; '.join(problems)}): "
+                                     f"{dict(suggestion.config)!r}")
+        budget = suggestion.budget
+        if budget is not None and not (isinstance(budget, (int, float)) and 0 < budget <= self.limits.max_budget):
+            raise self._plugin_error(f"suggested budget {budget!r}, outside (0, {self.limits.max_budget:g}]")
+        if not isinstance(suggestion.trial_id, str) or not suggestion.trial_id or \
+                self.store.trial(suggestion.trial_id) is not None:
+            raise self._plugin_error(f"suggested trial id {suggestion.trial_id!r}, which is empty or already used")
+        if suggestion.resume_from is not None and self.store.trial(suggestion.resume_from) is None:
+            raise self._plugin_error(f"asked to resume from unknown trial {suggestion.resume_from!r}")
+        return suggestion
+
+    # -- resume ---------------------------------------------------------------------------------------
+    def replay(self) -> list[TrialRequest]:
+        """Rebuild the strategy from the store; return interrupted trials to run again."""
+        resubmit = []
+        for record in self.store.trials():
+            if record.finished:
+                self._call("tell", observation_of(record))
+                continue
+            self.store.reset_trial(record.trial_id)
+            self._call("resume_pending", Suggestion(record.trial_id, record.config, record.budget, record.resume_from))
+            resubmit.append(TrialRequest(record.trial_id, record.config, record.budget or self.limits.max_budget,
+                                         record.resume_from))
+        if resubmit:
+            log.info("resuming %d interrupted trial(s) from their checkpoints", len(resubmit))
+        return resubmit
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def budget_left(self) -> str | None:
+        """Why no new trial may start, or None."""
+        limits = self.limits
+        counts = self.store.counts()
+        if limits.max_trials is not None and counts["total"] >= limits.max_trials:
+            return f"max_trials ({limits.max_trials}) reached"
+        if limits.max_time is not None and self.elapsed() >= limits.max_time:
+            return f"max_time ({limits.max_time:g} s) reached"
+        if counts.get("FAILED", 0) >= limits.max_failed:
+            return f"max_failed ({limits.max_failed}) failed trials reached"
+        return None
+
+    def run(self, resubmit: Sequence[TrialRequest] = ()) -> str:
+        """Run until a budget or the strategy ends the search; returns why it stopped."""
+        resubmit = list(resubmit)
+        try:
+            return self._loop(resubmit)
+        except BaseException:
+            self._record_finished()
+            raise
+        finally:
+            self.executor.shutdown()
+
+    def _loop(self, resubmit: list[TrialRequest]) -> str:
+        executor = self.executor
+        strategy_done = False
+        while True:
+            for event in executor.events(timeout=0):  # tell the strategy everything before asking again
+                self._handle(event)
+            stop = self.budget_left()
+            # fill the slots free now; a slot freed meanwhile waits until its outcome is recorded
+            for _ in range(executor.capacity()):
+                if stop is not None or strategy_done:
+                    break
+                if resubmit:
+                    request = resubmit.pop(0)
+                else:
+                    suggestion = self._ask()
+                    if suggestion is None:
+                        strategy_done = not executor.running()
+                        break
+                    budget = suggestion.budget if suggestion.budget is not None else self.limits.max_budget
+                    self.store.add_trial(suggestion.trial_id, dict(suggestion.config), budget=budget,
+                                         resume_from=suggestion.resume_from, family=suggestion.config.get("family"))
+                    request = TrialRequest(suggestion.trial_id, dict(suggestion.config), budget, suggestion.resume_from)
+                executor.submit(request)
+                self.observers.trial_started(request.trial_id, request.config, request.budget)
+                stop = self.budget_left()
+            if executor.idle():
+                if stop is not None:
+                    return stop
+                if strategy_done or self._call("is_finished", default=False):
+                    return "the strategy has nothing more to suggest"
+            for event in executor.events(timeout=0.5):
+                self._handle(event)
+            if self.limits.max_time is not None and self.elapsed() >= self.limits.max_time:
+                for trial_id in executor.running():
+                    executor.stop(trial_id)
+
+    def _record_finished(self) -> None:
+        """On the way out after an error: keep the outcomes of trials that had already ended.
+        Trials still running stay RUNNING in the store and resume from their checkpoints."""
+        for event in self.executor.events(timeout=0):
+            if event.kind == "finished":
+                try:
+                    self._handle(event)
+                except Exception:
+                    log.debug("while recording trial %s on the way out", event.trial_id, exc_info=True)
+            elif event.kind == "epoch":
+                event.answer(True)
+
+    def _handle(self, event: TrialEvent) -> None:
+        store = self.store
+        if event.kind == "started":
+            store.start_trial(event.trial_id, event.worker)
+        elif event.kind == "epoch":
+            started = store.trial(event.trial_id).started_at or time.time()
+            store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), time.time() - started)
+            self.observers.epoch(event.trial_id, event.epoch, event.metrics)
+            value = event.metrics.get(self.metric, math.nan)
+            loss = to_loss(value, self.direction) if math.isfinite(value) else math.inf
+            stop = False
+            try:
+                stop = bool(self._call("should_stop", event.trial_id, event.epoch, loss, default=False))
+            finally:
+                event.answer(stop)
+        elif event.kind == "finished":
+            outcome = event.outcome
+            store.finish_trial(event.trial_id, outcome.status, loss=outcome.loss, metrics=outcome.metrics,
+                               epochs=outcome.epochs, reason=outcome.reason, error=outcome.error)
+            record = store.trial(event.trial_id)
+            if outcome.status == "FAILED":
+                last_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
+                log.warning("trial %s failed (%s): %s", event.trial_id, outcome.reason, last_line[0])
+            self._call("tell", observation_of(record))
+            trials = store.trials()
+            self.observers.trial_finished(record, best_trial(trials), sum(1 for t in trials if t.finished),
+                                          self.elapsed())
+
+
+def metrics_of(result: float | Mapping[str, Any], metric: str) -> dict[str, float]:
+    """An objective's return value as metrics: a number is the metric itself."""
+    if isinstance(result, Mapping):
+        return {k: float(v) for k, v in result.items() if isinstance(v, (int, float))}
+    return {metric: float(result)}

@@ -1,0 +1,277 @@
+"""Asynchronous successive halving (ASHA; Li et al. 2020, "A System for Massively
+Parallel Hyperparameter Tuning"): many configs get a small budget, the best 1/eta of
+each rung go on with eta times more, and nobody waits for a rung to fill up, so every
+free worker always has something to do.
+
+Rungs are the budgets min_budget * eta**k below max_budget, then max_budget itself
+(eta 3, 1 to 9 epochs: 1, 3, 9; 1 to 10 epochs: 1, 3, 9, 10).
+
+Two modes:
+
+* ``promotion`` (default, the paper's algorithm): each ask promotes a config from the
+  highest rung that has one in its top 1/eta not yet promoted. A promotion is a new
+  trial at the next rung's budget whose ``resume_from`` is the trial it continues, so it
+  trains only the extra epochs. With nothing to promote, a new config starts at the
+  bottom rung.
+* ``stopping`` (like Ray Tune's ASHA): every trial starts at max_budget and
+  ``should_stop`` prunes it at a rung's epoch when its loss there is not in the top 1/eta
+  of the losses that rung has seen (itself included; the first one always goes on).
+
+New configs come from another strategy, the *sampler* (``random`` by default, or e.g.
+``bayesian``), looked up by name in the plugin registry at first use so that ASHA never
+depends on a sampler being installed. It is told each config it proposed exactly once,
+under the id it proposed: in promotion mode the bottom-rung outcome (all at the same
+budget, so a model compares like with like, and no config appears twice at different
+fidelities); in stopping mode the trial's own outcome.
+
+Resume by replay. The rebuilt strategy is told every finished trial in creation order;
+it sees each one's config and budget but not its ``resume_from``, so rung membership is
+keyed by config: a trial at rung k > 0 marks its config as promoted from rung k - 1,
+which is all it takes never to promote it twice. New-config trials keep the sampler's
+ids, so a rebuilt sampler is told the ids it would have known and goes on where it
+stopped. Limits: two trials of the same config at one rung count once (the better
+loss); a trial whose budget is not on the ladder is ignored; the per-epoch losses of
+stopping mode are not in an Observation, so they are appended to
+``workdir/asha_milestones.jsonl`` and read back (without that file, replayed trials do
+not count at the milestones, which only makes the next cutoffs laxer for a while).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from automl.errors import PluginError, SpecError
+from automl.strategies.base import Observation, Status, Strategy, Suggestion
+
+log = logging.getLogger(__name__)
+
+MILESTONE_LOG = "asha_milestones.jsonl"
+
+
+class ASHAOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reduction_factor: float = Field(3, gt=1, description="eta: a rung keeps its best 1/eta, the next gets eta x the budget")
+    min_budget: float = Field(1, gt=0, description="epochs of the bottom rung")
+    max_budget: float | None = Field(None, gt=0, description="epochs of the top rung (default: the run's max_epochs)")
+    mode: Literal["promotion", "stopping"] = "promotion"
+    sampler: str = Field("random", description="the strategy that proposes new configs")
+    sampler_options: dict[str, Any] = Field(default_factory=dict, description="the sampler's own options")
+
+    @field_validator("sampler")
+    @classmethod
+    def _not_itself(cls, name: str) -> str:
+        if name == "asha":
+            raise ValueError("asha cannot be its own sampler; use e.g. 'random' or 'bayesian'")
+        return name
+
+
+@dataclass
+class _Result:
+    """A trial's loss at a rung."""
+
+    trial_id: str
+    loss: float
+    config: Mapping[str, Any]
+    promotable: bool = True  # False for PRUNED: it never reached the rung's budget
+
+
+def rung_budgets(min_budget: float, max_budget: float, eta: float) -> list[float]:
+    budgets = []
+    budget = min_budget
+    while budget < max_budget and not math.isclose(budget, max_budget):
+        budgets.append(budget)
+        budget *= eta
+    return budgets + [max_budget]
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A config as a string that survives the trip through the database (JSON)."""
+    return json.dumps(dict(config), sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+
+
+def _as_loss(value: float) -> float:
+    return value if value == value else math.inf  # NaN ranks last, like the agent's inf
+
+
+class ASHAStrategy(Strategy):
+    name = "asha"
+    Options = ASHAOptions
+
+    def __init__(self, space, *, seed, max_budget, options=None):
+        super().__init__(space, seed=seed, max_budget=max_budget, options=options)
+        opts = self.options
+        top = opts.max_budget if opts.max_budget is not None else max_budget
+        if top > max_budget:
+            raise SpecError([("strategy.options.max_budget",
+                              f"{top:g} epochs is more than the run's budget.max_epochs ({max_budget:g})")])
+        if opts.min_budget > top:
+            raise SpecError([("strategy.options.min_budget", f"{opts.min_budget:g} epochs is more than the top "
+                                                             f"rung's {top:g}")])
+        self.eta = opts.reduction_factor
+        self.mode = opts.mode
+        self.rungs = rung_budgets(opts.min_budget, top, self.eta)
+        # per rung: promotion mode keys results by config (replay cannot see lineage), stopping mode by trial id
+        self._results: list[dict[str, _Result]] = [{} for _ in self.rungs]
+        self._promoted: list[set[str]] = [set() for _ in self.rungs]  # config keys sent on from each rung
+        # stopping mode: the epoch at which each rung below the top is judged
+        self._milestones = {max(1, round(b)): k for k, b in enumerate(self.rungs[:-1])}
+        self._known: set[str] = set()  # every id asked, told or pending: never handed out again
+        self._sampler: Strategy | None = None
+        self._sampler_ids: dict[str, str] = {}  # our id -> the sampler's, only where they had to differ
+        self._logged: dict[str, dict[int, float]] | None = None  # milestone losses of an earlier run
+
+    # -- the contract --------------------------------------------------------------------------
+    def ask(self) -> Suggestion | None:
+        if self.mode == "stopping":
+            return self._new_config(self.rungs[-1])
+        for k in reversed(range(len(self.rungs) - 1)):  # the highest rung first: finish good configs early
+            found = self._candidate(k)
+            if found is not None:
+                return self._promote(k, *found)
+        return self._new_config(self.rungs[0])
+
+    def tell(self, observation: Observation) -> None:
+        self._known.add(observation.trial_id)
+        if self.mode == "stopping":
+            self._restore_milestones(observation.trial_id)
+            self._tell_sampler(observation)
+            return
+        k = self._rung_of(observation.budget)
+        if k is None:
+            log.warning("asha: trial %s ran %s epochs, not a rung of %s; ignored", observation.trial_id,
+                        observation.budget, self.rungs)
+            return
+        key = config_key(observation.config)
+        if k > 0:  # on replay this is the only trace of the promotion that started it
+            self._promoted[k - 1].add(key)
+        if observation.status is not Status.FAILED and observation.loss is not None:
+            result = _Result(observation.trial_id, _as_loss(float(observation.loss)), dict(observation.config),
+                             promotable=observation.status is Status.COMPLETE)
+            best = self._results[k].get(key)
+            if best is None or result.loss < best.loss:
+                self._results[k][key] = result
+        if k == 0:
+            self._tell_sampler(observation)
+
+    def resume_pending(self, suggestion: Suggestion) -> None:
+        self._known.add(suggestion.trial_id)
+        k = self._rung_of(suggestion.budget)
+        if self.mode == "stopping":
+            self._restore_milestones(suggestion.trial_id)
+        elif k is not None and k > 0:
+            self._promoted[k - 1].add(config_key(suggestion.config))
+        if self.mode == "stopping" or k == 0:  # the sampler proposed it: it is pending there too
+            getattr(self._get_sampler(), "resume_pending", lambda s: None)(suggestion)
+
+    def should_stop(self, trial_id: str, step: int, loss: float) -> bool:
+        k = self._milestones.get(step)
+        if self.mode != "stopping" or k is None:
+            return False
+        loss = _as_loss(float(loss))
+        results = self._results[k]
+        results[trial_id] = _Result(trial_id, loss, {})
+        self._log_milestone(trial_id, k, loss)
+        keep = max(1, int(len(results) / self.eta))
+        better = sum(1 for r in results.values() if r.loss < loss)  # a tie goes to the trial asking
+        if better >= keep:
+            log.debug("asha: stopping trial %s at epoch %d (loss %.4g, %d of %d better)", trial_id, step, loss,
+                      better, len(results))
+            return True
+        return False
+
+    # -- promotion -----------------------------------------------------------------------------
+    def _candidate(self, k: int) -> tuple[str, _Result] | None:
+        """The best config in rung k's top 1/eta not yet promoted, or None."""
+        results = self._results[k]
+        ranked = sorted(results.items(), key=lambda item: item[1].loss)  # stable: a tie goes to the earlier trial
+        for key, result in ranked[:int(len(results) / self.eta)]:
+            if result.promotable and key not in self._promoted[k]:
+                return key, result
+        return None
+
+    def _promote(self, k: int, key: str, result: _Result) -> Suggestion:
+        self._promoted[k].add(key)
+        root = self._results[0].get(key, result).trial_id
+        trial_id = self._claim(f"{root}-r{k + 1}")  # the id shows the lineage: 0007, 0007-r1, 0007-r2
+        log.debug("asha: promoting %s (loss %.4g) to rung %d (%g epochs) as %s", result.trial_id, result.loss, k + 1,
+                  self.rungs[k + 1], trial_id)
+        return Suggestion(trial_id, dict(result.config), budget=self.rungs[k + 1], resume_from=result.trial_id)
+
+    def _claim(self, base: str) -> str:
+        trial_id, n = base, 0
+        while trial_id in self._known:
+            n += 1
+            trial_id = f"{base}.{n}"
+        self._known.add(trial_id)
+        return trial_id
+
+    def _rung_of(self, budget: float | None) -> int | None:
+        budget = self.max_budget if budget is None else budget
+        return next((k for k, b in enumerate(self.rungs) if math.isclose(budget, b, rel_tol=1e-9)), None)
+
+    # -- the sampler ---------------------------------------------------------------------------
+    def _new_config(self, budget: float) -> Suggestion | None:
+        proposal = self._get_sampler().ask()
+        if proposal is None:  # the sampler waits for results or has nothing left
+            return None
+        trial_id = self._claim(proposal.trial_id)  # keep its id, so a replayed sampler is told ids it knows
+        if trial_id != proposal.trial_id:
+            self._sampler_ids[trial_id] = proposal.trial_id
+        return Suggestion(trial_id, dict(proposal.config), budget=budget)
+
+    def _tell_sampler(self, observation: Observation) -> None:
+        sampler_id = self._sampler_ids.pop(observation.trial_id, observation.trial_id)
+        self._get_sampler().tell(dataclasses.replace(observation, trial_id=sampler_id))
+
+    def _get_sampler(self) -> Strategy:
+        if self._sampler is None:
+            from automl.plugins import discover  # at first use: the sampler may be a plugin this module predates
+
+            name = self.options.sampler
+            registry = discover()
+            if name not in registry.names("strategies"):
+                known = ", ".join(n for n in registry.names("strategies") if n != self.name)
+                raise SpecError([("strategy.options.sampler", f"asha has no sampler strategy named {name!r}; "
+                                                              f"known: {known}")])
+            cls = registry.strategy(name)  # a PluginError here names the plugin and why it does not load
+            try:
+                options = cls.Options.model_validate(self.options.sampler_options)
+            except ValidationError as error:
+                raise SpecError([("strategy.options.sampler_options", f"{name}: {error}")]) from None
+            sampler = cls(self.space, seed=self.seed, max_budget=self.max_budget, options=options)
+            if self.workdir is not None:
+                sampler.workdir = self.workdir / "sampler"
+                sampler.workdir.mkdir(parents=True, exist_ok=True)
+            sampler.parallelism = self.parallelism
+            log.info("asha: new configs come from the %r strategy", name)
+            self._sampler = sampler
+        return self._sampler
+
+    # -- stopping mode's milestone log ---------------------------------------------------------
+    def _log_milestone(self, trial_id: str, k: int, loss: float) -> None:
+        if self.workdir is not None:
+            with open(self.workdir / MILESTONE_LOG, "a", encoding="utf-8") as file:
+                file.write(json.dumps({"trial_id": trial_id, "rung": k, "loss": loss}) + "\n")
+
+    def _restore_milestones(self, trial_id: str) -> None:
+        """Put back a replayed trial's losses at the milestones it passed in an earlier run."""
+        if self._logged is None:
+            self._logged = {}
+            path = self.workdir / MILESTONE_LOG if self.workdir is not None else None
+            if path is not None and path.exists():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        entry = json.loads(line)
+                        self._logged.setdefault(str(entry["trial_id"]), {})[int(entry["rung"])] = float(entry["loss"])
+                    except (ValueError, KeyError, TypeError):  # a line torn by a kill mid-write
+                        log.debug("asha: skipping unreadable line %r of %s", line, path)
+        for k, loss in self._logged.get(trial_id, {}).items():
+            if 0 <= k < len(self.rungs) - 1:
+                self._results[k].setdefault(trial_id, _Result(trial_id, loss, {}))
