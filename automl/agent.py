@@ -148,7 +148,9 @@ class Agent:
             store=store, executor=ThreadExecutor(self._run_trial, workers),
             limits=Limits(budget.max_trials, budget.max_time, budget.max_failed, float(budget.max_epochs)),
             metric=plan.metric, direction=plan.direction, observers=self.observers,
-            prior_elapsed=float(store.get_meta("elapsed_before", 0.0)))
+            prior_elapsed=float(store.get_meta("elapsed_before", 0.0)), call_timeout=spec.strategy.timeout,
+            fallback=self._fallback_factory(plan) if spec.strategy.fallback else None,
+            fallback_name=spec.strategy.fallback or "random")
         resubmit = self.loop.replay()
         self.observers.run_started({
             "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": spec.strategy.name,
@@ -187,6 +189,15 @@ class Agent:
                                "host": socket.gethostname(), "versions": versions()})
         if not resuming:
             store.set_meta("elapsed_before", 0.0)
+
+    def _fallback_factory(self, plan: Plan):
+        def make() -> Strategy:
+            cls = plan.registry.strategy(self.spec.strategy.fallback)
+            strategy = cls(plan.space, seed=self.spec.seed, max_budget=float(self.spec.budget.max_epochs),
+                           options=cls.Options())
+            strategy.workdir, strategy.parallelism = self.run_dir / "strategy", self.spec.execution.workers
+            return strategy
+        return make
 
     def _run_trial(self, request: TrialRequest, report) -> Any:
         checkpoints = self.run_dir / "checkpoints"

@@ -6,11 +6,14 @@ event is committed to the store before the strategy or an observer hears of it.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
+import queue
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from automl.errors import PluginError
 from automl.execution.base import TrialEvent, TrialRequest
@@ -55,10 +58,37 @@ def observation_of(record: TrialRecord) -> Observation:
                        metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
 
 
+class CallThread:
+    """One daemon thread that runs calls in order. Daemon, unlike a ThreadPoolExecutor's
+    workers, so a strategy call that never returns cannot keep the process alive."""
+
+    def __init__(self) -> None:
+        self._jobs: "queue.Queue[tuple | None]" = queue.Queue()
+        threading.Thread(target=self._serve, name="automl-strategy", daemon=True).start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, function, args = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args))
+                except BaseException as error:
+                    future.set_exception(error)
+
+    def submit(self, function, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((future, function, args))
+        return future
+
+    def shutdown(self) -> None:
+        self._jobs.put(None)
+
+
 class SearchLoop:
     def __init__(self, strategy: Strategy, *, label: str, space: SearchSpace, store: TrialStore, executor,
                  limits: Limits, metric: str, direction: str, observers: Observers | None = None,
-                 prior_elapsed: float = 0.0):
+                 prior_elapsed: float = 0.0, call_timeout: float = 600.0,
+                 fallback: Callable[[], Strategy] | None = None, fallback_name: str = "random"):
         self.strategy = strategy
         self.label = label  # "strategy 'x' from <source>", for errors
         self.space = space
@@ -70,25 +100,70 @@ class SearchLoop:
         self.observers = observers or Observers([])
         self.prior_elapsed = prior_elapsed
         self.start_time = time.time()
+        self.call_timeout = call_timeout
+        self.fallback = fallback
+        self.fallback_name = fallback_name
+        self.fell_back = False
+        self._calls = CallThread()
 
     def elapsed(self) -> float:
         return self.prior_elapsed + time.time() - self.start_time
 
     # -- guarded strategy calls ----------------------------------------------------------------------
+    # Every call runs in one dedicated thread so that a call that never returns can be
+    # abandoned after `call_timeout` seconds; calls stay sequential, so strategies need
+    # no locking. With a fallback, a strategy that breaks is replaced once (the new one is
+    # rebuilt by replay) instead of ending the run.
     def _plugin_error(self, what: str) -> PluginError:
         return PluginError(f"{self.label} {what}; the trials finished so far are kept in {self.store.path}")
 
-    def _call(self, method: str, *args, default=None):
+    def _call_once(self, method: str, *args, default=None):
         function = getattr(self.strategy, method, None)
         if function is None:
             return default
+        future = self._calls.submit(function, *args)
         try:
-            return function(*args)
+            return future.result(timeout=self.call_timeout)
+        except concurrent.futures.TimeoutError:
+            self._calls.shutdown()  # the stuck thread is abandoned, a fresh one serves the fallback
+            self._calls = CallThread()
+            raise self._plugin_error(f"did not return from {method}() within {self.call_timeout:g} s") from None
         except Exception as error:
             raise self._plugin_error(f"raised in {method}(): {type(error).__name__}: {error}") from error
 
+    def _guarded(self, action, retry: bool = True):
+        try:
+            return action()
+        except PluginError as error:
+            if self.fallback is None or self.fell_back:
+                raise
+            self._switch_to_fallback(error)
+            return action() if retry else None
+
+    def _call(self, method: str, *args, default=None):
+        # a tell or resume_pending that failed is covered by the fallback's replay: no retry
+        retry = method not in ("tell", "resume_pending")
+        return self._guarded(lambda: self._call_once(method, *args, default=default), retry=retry)
+
+    def _switch_to_fallback(self, error: PluginError) -> None:
+        log.warning("%s; falling back to the %s strategy", error, self.fallback_name)
+        self.store.set_meta("strategy_fallback", {"error": str(error), "fallback": self.fallback_name,
+                                                  "after_trials": self.store.counts()["total"]})
+        self.fell_back = True
+        self.strategy = self.fallback()
+        self.label = f"fallback strategy {self.fallback_name!r}"
+        for record in self.store.trials():
+            if record.finished:
+                self._call_once("tell", observation_of(record))
+            else:
+                self._call_once("resume_pending", Suggestion(record.trial_id, record.config, record.budget,
+                                                             record.resume_from))
+
     def _ask(self) -> Suggestion | None:
-        suggestion = self._call("ask")
+        return self._guarded(self._ask_once)
+
+    def _ask_once(self) -> Suggestion | None:
+        suggestion = self._call_once("ask")
         if suggestion is None:
             return None
         if not isinstance(suggestion, Suggestion):
@@ -146,6 +221,7 @@ class SearchLoop:
             raise
         finally:
             self.executor.shutdown()
+            self._calls.shutdown()
 
     def _loop(self, resubmit: list[TrialRequest]) -> str:
         executor = self.executor

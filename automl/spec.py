@@ -82,6 +82,9 @@ class BudgetSpec(_Model):
 class StrategySpec(_Model):
     name: str = Field("random", min_length=1)
     options: dict[str, Any] = Field(default_factory=dict, description="Validated by the strategy's own options model.")
+    timeout: float = Field(600, gt=0, description="Seconds one call of the strategy may take before it counts as hung.")
+    fallback: Optional[Literal["random"]] = Field(
+        None, description="On a strategy that raises, hangs or breaks the protocol: go on with this one instead of stopping.")
 
 
 class RangeOverride(_Model):
@@ -247,6 +250,7 @@ def spec_fingerprint(spec: TaskSpec) -> dict[str, Any]:
     for key in ("output", "execution", "plugins_dirs"):
         data.pop(key, None)
     data["budget"] = {k: v for k, v in data["budget"].items() if k not in ("max_trials", "max_time", "max_failed")}
+    data["strategy"] = {k: v for k, v in data["strategy"].items() if k not in ("timeout", "fallback")}
     return data
 
 

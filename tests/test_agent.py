@@ -102,6 +102,7 @@ def test_bad_strategy_options_name_the_field(tmp_path):
 
 
 BROKEN = {
+    "hangs": "def ask(self):\n        import time\n        time.sleep(30)",
     "raises": "def ask(self):\n        raise RuntimeError('boom')",
     "outside": "def ask(self):\n        self.n += 1\n        return Suggestion(str(self.n), {'family': 'nope'})",
     "not_a_suggestion": "def ask(self):\n        return {'family': 'mlp'}",
@@ -112,6 +113,35 @@ BROKEN = {
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 def test_a_broken_strategy_stops_the_run_naming_the_plugin_and_keeps_finished_trials(tmp_path, kind):
+    write_broken_plugin(tmp_path, kind)
+    path = write_spec(tmp_path, strategy={"name": "broken", "timeout": 1}, plugins_dirs=["plugins"])
+    with pytest.raises(PluginError, match=r"strategy 'broken' from .*broken\.py") as info:
+        run(path)
+    trials = trials_of(tmp_path / "run")
+    if kind == "late_raise":
+        assert "third ask" in str(info.value)
+        assert [t.status for t in trials] == ["COMPLETE", "COMPLETE"]
+    if kind == "outside":
+        assert "outside the search space" in str(info.value)
+    if kind == "hangs":
+        assert "did not return from ask() within 1 s" in str(info.value)
+
+
+def test_a_broken_strategy_falls_back_to_random_when_the_spec_says_so(tmp_path):
+    write_broken_plugin(tmp_path, "late_raise")
+    path = write_spec(tmp_path, strategy={"name": "broken", "fallback": "random"}, plugins_dirs=["plugins"],
+                      budget={"max_trials": 5, "max_epochs": 2})
+    run(path)
+    trials = trials_of(tmp_path / "run")
+    assert [t.status for t in trials] == ["COMPLETE"] * 5
+    assert [t.trial_id for t in trials[:2]] == ["1", "2"]  # the plugin's own, then random's
+    store = TrialStore(tmp_path / "run" / "trials.db", readonly=True)
+    fallback = store.get_meta("strategy_fallback")
+    store.close()
+    assert fallback["after_trials"] == 2 and "third ask" in fallback["error"]
+
+
+def write_broken_plugin(tmp_path, kind):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "broken.py").write_text(textwrap.dedent("""\
@@ -129,15 +159,6 @@ def test_a_broken_strategy_stops_the_run_naming_the_plugin_and_keeps_finished_tr
                 pass
 
             """) + "    " + BROKEN[kind] + "\n")
-    path = write_spec(tmp_path, strategy={"name": "broken"}, plugins_dirs=["plugins"])
-    with pytest.raises(PluginError, match=r"strategy 'broken' from .*broken\.py") as info:
-        run(path)
-    trials = trials_of(tmp_path / "run")
-    if kind == "late_raise":
-        assert "third ask" in str(info.value)
-        assert [t.status for t in trials] == ["COMPLETE", "COMPLETE"]
-    if kind == "outside":
-        assert "outside the search space" in str(info.value)
 
 
 def test_failed_trials_are_data_and_max_failed_stops_the_search(tmp_path):

@@ -16,6 +16,12 @@ from automl.strategies.base import Strategy, Suggestion
 from automl.strategies.random import RandomStrategy
 
 SPACE = SearchSpace((Choice("family", ("mlp",)), Float("lr", 1e-4, 1e-1, log=True)))
+BUILTIN_STRATEGIES = ("asha", "bayesian", "evolutionary", "grid", "hyperband", "random")
+
+
+def with_builtins(names: list[str]) -> list[str]:
+    """What discovery lists: the built-in strategies plus the test's own."""
+    return sorted(set(BUILTIN_STRATEGIES) | set(names))
 
 GOOD_STRATEGY = '''
 from pydantic import BaseModel
@@ -103,7 +109,7 @@ def fake_dist(tmp_path, monkeypatch):
 
 def test_builtins_are_discovered_through_their_entry_points():
     registry = discover()
-    assert registry.names("strategies") == ["random"]
+    assert registry.names("strategies") == with_builtins(["random"])
     assert registry.names("families") == ["cnn", "mlp"]
     for plugin in registry.all():
         assert plugin.source.startswith(f"entry point automl.{plugin.kind}:{plugin.name} = ")
@@ -127,7 +133,7 @@ def test_builtin_random_strategy_asks_reproducible_suggestions():
 def test_a_plugin_file_strategy_is_discovered_and_usable(tmp_path):
     path = write(tmp_path / "plugins", "middle.py", GOOD_STRATEGY)
     registry = discover([tmp_path / "plugins"])
-    assert registry.names("strategies") == ["middle", "random"]
+    assert registry.names("strategies") == with_builtins(["middle", "random"])
     assert registry.names("families") == ["cnn", "mlp"]  # the imported MLPFamily is not a second "mlp"
     plugin = registry.get("strategies", "middle")
     assert plugin.source == str(path)
@@ -171,7 +177,7 @@ def test_several_plugin_folders_are_all_read(tmp_path):
     write(tmp_path / "one", "a.py", strategy_code("alpha"))
     write(tmp_path / "two", "b.py", strategy_code("beta"))
     registry = discover([tmp_path / "one", tmp_path / "two"])
-    assert registry.names("strategies") == ["alpha", "beta", "random"]
+    assert registry.names("strategies") == with_builtins(["alpha", "beta", "random"])
 
 
 def test_a_plugin_file_that_fails_to_import_names_the_file(tmp_path):
@@ -272,7 +278,7 @@ def test_files_starting_with_underscore_are_skipped(tmp_path):
     write(tmp_path / "plugins", "visible.py", strategy_code("visible"))
     write(tmp_path / "plugins", "notes.txt", "not python")
     registry = discover([tmp_path / "plugins"])
-    assert registry.names("strategies") == ["random", "visible"]
+    assert registry.names("strategies") == with_builtins(["random", "visible"])
 
 
 def test_classes_imported_into_a_plugin_file_are_not_registered_again(tmp_path):
@@ -284,7 +290,7 @@ def test_classes_imported_into_a_plugin_file_are_not_registered_again(tmp_path):
         from automl.families.cnn import CNNFamily
     ''')
     registry = discover([tmp_path / "plugins"])  # would raise "two ... named 'random'" otherwise
-    assert registry.names("strategies") == ["random"]
+    assert registry.names("strategies") == with_builtins(["random"])
     assert registry.names("families") == ["cnn", "mlp"]
     assert all(p.source.startswith("entry point") for p in registry.all())
 
@@ -293,14 +299,14 @@ def test_a_base_class_without_a_name_is_not_a_plugin(tmp_path):
     write(tmp_path / "plugins", "layered.py", strategy_code("concrete").replace(
         "class S_concrete(Strategy):", "class Abstract(Strategy):\n    pass\n\nclass S_concrete(Abstract):"))
     registry = discover([tmp_path / "plugins"])
-    assert registry.names("strategies") == ["concrete", "random"]
+    assert registry.names("strategies") == with_builtins(["concrete", "random"])
 
 
 def test_discovering_the_same_folder_twice_gives_independent_registries(tmp_path):
     write(tmp_path / "plugins", "middle.py", GOOD_STRATEGY)
     first = discover([tmp_path / "plugins"])
     second = discover([tmp_path / "plugins"])
-    assert first.names("strategies") == second.names("strategies") == ["middle", "random"]
+    assert first.names("strategies") == second.names("strategies") == with_builtins(["middle", "random"])
 
 
 # --- entry points of third-party packages --------------------------------------------------
@@ -313,7 +319,7 @@ def test_an_entry_point_strategy_missing_ask_fails_on_load_naming_the_plugin(fak
                 pass
     ''', {"automl.strategies": {"noask": "NoAsk"}})
     registry = discover()
-    assert registry.names("strategies") == ["noask", "random"]
+    assert registry.names("strategies") == with_builtins(["noask", "random"])
     plugin = registry.get("strategies", "noask")
     assert plugin.source.startswith("entry point automl.strategies:noask")
     assert "automl-test-plugin 0.1" in plugin.source

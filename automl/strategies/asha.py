@@ -83,8 +83,8 @@ class _Result:
 
 
 def rung_budgets(min_budget: float, max_budget: float, eta: float) -> list[float]:
-    budgets = []
-    budget = min_budget
+    budgets: list[float] = []
+    budget, max_budget = float(min_budget), float(max_budget)
     while budget < max_budget and not math.isclose(budget, max_budget):
         budgets.append(budget)
         budget *= eta
