@@ -139,6 +139,9 @@ def test_a_broken_strategy_falls_back_to_random_when_the_spec_says_so(tmp_path):
     fallback = store.get_meta("strategy_fallback")
     store.close()
     assert fallback["after_trials"] == 2 and "third ask" in fallback["error"]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["strategy_fallback"]["fallback"] == "random"
+    assert "went on with the random strategy" in (tmp_path / "run" / "report.md").read_text()
 
 
 def write_broken_plugin(tmp_path, kind):

@@ -30,7 +30,8 @@ from automl.store import TrialRecord, TrialStore, ranked_trials
 TOP = 10  # leaderboard rows
 N_CURVES = 5  # learning curves drawn
 RANKED = ("COMPLETE", "PRUNED")  # statuses whose loss counts (a pruned trial still has a valid best epoch)
-META_KEYS = ("spec", "metric", "direction", "metrics", "space", "profile", "choices", "strategy", "run", "final")
+META_KEYS = ("spec", "metric", "direction", "metrics", "space", "profile", "choices", "strategy", "run", "final",
+             "strategy_fallback")
 PLOTS = {  # file stem -> caption, in report order
     "best_by_trial": "Best score so far against trials finished",
     "best_by_time": "Best score so far against wall time",
@@ -149,6 +150,7 @@ def _results(meta: dict[str, Any], trials: list[TrialRecord], run_dir: Path) -> 
         "stopped_because": (final or {}).get("stopped_because"),
         "generated_at": time.time(),
         "strategy": meta.get("strategy") or spec.get("strategy"),
+        "strategy_fallback": meta.get("strategy_fallback"),
         "families": sorted(families.values(), key=lambda r: not r["chosen"]),
         "leaderboard": [{"rank": i, "trial_id": t.trial_id, "family": _family(t), "value": _score(t, metric, direction),
                          "loss": t.loss, "epochs": t.epochs, "duration_s": t.duration, "status": t.status,
@@ -292,6 +294,10 @@ def _sections(r: dict[str, Any], images: Iterable[str]) -> list[tuple[str, list[
                                    ("Seed", _fmt(r["seed"]))])]
     if strategy.get("options"):
         blocks.append(("code", json.dumps(strategy["options"], indent=2, sort_keys=True)))
+    fallback = r.get("strategy_fallback")
+    if fallback:
+        blocks.append(("p", f"After {fallback['after_trials']} trials the strategy broke and the search went on "
+                            f"with the {fallback['fallback']} strategy: {fallback['error']}"))
     if r["space"]:
         blocks.append(("table", ("Parameter", "Range", "Active when"), [_fmt_param(p) for p in r["space"]]))
     out.append(("Search strategy and space", blocks))
