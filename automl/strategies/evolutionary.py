@@ -1,4 +1,10 @@
-"""Evolutionary search through nevergrad: any optimizer of its registry, NGOpt by default.
+"""Evolutionary search through nevergrad: any optimizer of its registry, TwoPointsDE by default.
+
+Why not NGOpt: on mixed spaces with a budget near 100 it picks CMandAS2, whose MetaModel
+step (after ~20-40 evaluations) calls `float()` on a 1-element array, a TypeError under
+numpy 2 in nevergrad 1.0.12. TwoPointsDE is robust with a small budget, parallel asks,
+discrete parameters and trials it did not ask. A failing `ask` is re-raised as a
+RuntimeError naming the optimizer.
 
 The space becomes a `ng.p.Dict`: Float -> Scalar (Log when log), Int -> an integer-cast
 Scalar over the indices of its step grid (an integer-cast Log when log), Choice -> Choice;
@@ -20,6 +26,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import traceback
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -52,8 +59,8 @@ def _close_names(name: str, names: list[str]) -> list[str]:
 class EvolutionaryOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    optimizer: str = Field("NGOpt", description="A name of nevergrad's optimizer registry (e.g. NGOpt, "
-                                                "TwoPointsDE, CMA, DE, OnePlusOne, PSO).")
+    optimizer: str = Field("TwoPointsDE", description="A name of nevergrad's optimizer registry (e.g. TwoPointsDE, "
+                                                      "CMA, DE, OnePlusOne, PSO).")
     budget: int = Field(100, ge=1, description="Evaluations the optimizer plans for: it shapes populations and "
                                                "NGOpt's choice of algorithm, but stops nothing.")
 
@@ -63,7 +70,7 @@ class EvolutionaryOptions(BaseModel):
         names = sorted(_registry())
         if name not in names:
             close = _close_names(name, names)
-            hint = f"close names: {', '.join(close)}" if close else "e.g. NGOpt, TwoPointsDE, CMA, DE, OnePlusOne"
+            hint = f"close names: {', '.join(close)}" if close else "e.g. TwoPointsDE, DE, CMA, OnePlusOne, PSO"
             raise ValueError(f"unknown nevergrad optimizer {name!r} ({hint})")
         return name
 
@@ -97,9 +104,10 @@ class EvolutionaryStrategy(Strategy):
     def __init__(self, space, *, seed, max_budget, options=None):
         super().__init__(space, seed=seed, max_budget=max_budget, options=options)
         self._optimizer = None  # built at the first call: parallelism is set after __init__
-        self._sequential = False  # the optimizer refused num_workers > 1: one trial at a time
+        self._sequential = False  # nevergrad refuses num_workers > 1 for it: one trial at a time
         self._pending: dict[str, Any] = {}  # trial id -> the candidate nevergrad asked
         self._known: set[str] = set()  # every id suggested, replayed or resumed
+        self._told: set[str] = set()
         self._count = 0
         self._best = math.inf
         self._worst = -math.inf
@@ -195,7 +203,18 @@ class EvolutionaryStrategy(Strategy):
         optimizer = self._get_optimizer()
         if self._sequential and self._pending:
             return None
-        candidate = optimizer.ask()
+        failure = None
+        try:
+            candidate = optimizer.ask()
+        except Exception as error:  # noqa: BLE001 - re-raised below, with the cause named
+            failure = f"{type(error).__name__}: {error}"
+            log.debug("nevergrad ask() failed:\n%s", traceback.format_exc())
+        if failure is not None:
+            # raised outside the except block on purpose: the original traceback keeps alive a
+            # scipy thread of nevergrad's MetaModel (its inner Powell), and an unfinished
+            # non-daemon thread would stop the interpreter from ever exiting
+            raise RuntimeError(f"nevergrad's {self.options.optimizer} failed to suggest a config ({failure}); "
+                               f"try another optimizer, e.g. TwoPointsDE, DE, CMA or OnePlusOne")
         trial_id = self._next_id()
         self._pending[trial_id] = candidate
         return Suggestion(trial_id, self._decode(candidate.value), budget=self.max_budget)
@@ -215,7 +234,11 @@ class EvolutionaryStrategy(Strategy):
 
     def tell(self, observation: Observation) -> None:
         optimizer = self._get_optimizer()
+        if observation.trial_id in self._told:
+            log.debug("trial %s told twice; the second time is ignored", observation.trial_id)
+            return
         self._known.add(observation.trial_id)
+        self._told.add(observation.trial_id)
         loss = self._loss(observation)
         candidate = self._pending.pop(observation.trial_id, None)
         if candidate is not None:

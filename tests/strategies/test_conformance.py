@@ -11,8 +11,8 @@ from automl.strategies import Strategy, Suggestion
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 REGISTRY = discover([PLUGINS])
-# options that keep the slower strategies quick on a 24-trial check
-FAST_OPTIONS = {"bayesian": {"num_initial_points": 3}}
+# the GP is the slow part: mostly random points, still enough GP suggestions to exercise it
+FAST_OPTIONS = {"bayesian": {"num_initial_points": 16}}
 
 
 @pytest.mark.parametrize("name", REGISTRY.names("strategies"))
