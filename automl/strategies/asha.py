@@ -46,7 +46,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from automl.errors import PluginError, SpecError
+from automl.errors import SpecError
 from automl.strategies.base import Observation, Status, Strategy, Suggestion
 
 log = logging.getLogger(__name__)
