@@ -7,10 +7,8 @@ with status FAILED and the error text, never as exceptions in the driver.
 """
 from __future__ import annotations
 
-import queue
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
-
+from typing import Any, Callable, Mapping, Protocol
 
 
 @dataclass
@@ -31,6 +29,9 @@ class TrialRequest:
     config: Mapping[str, Any]
     budget: float
     resume_from: str | None = None  # trial id whose checkpoint this trial continues
+    time_limit: float | None = None  # seconds; past it the executor kills the trial (reason "timeout")
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # training settings for a retry, e.g. batch_size
+    attempt: int = 0  # 0 the first time, then 1, 2, ... for retries after a crash or out of memory
 
 
 @dataclass
@@ -41,17 +42,24 @@ class TrialEvent:
     epoch: int | None = None
     metrics: Mapping[str, float] | None = None
     outcome: TrialOutcome | None = None
-    _reply: "queue.Queue[bool] | None" = field(default=None, repr=False)
+    _reply: Callable[[bool], None] | None = field(default=None, repr=False)
 
     def answer(self, stop: bool) -> None:
-        """Tell the worker whether to stop after this epoch."""
+        """Tell the worker whether to stop after this epoch (epoch events only)."""
         if self._reply is not None:
-            self._reply.put(stop)
+            reply, self._reply = self._reply, None  # answered once
+            reply(stop)
+
+
+# runner(request, report) -> outcome, where report(epoch, metrics) -> stop?
+Runner = Callable[[TrialRequest, Callable[[int, dict], bool]], TrialOutcome]
 
 
 class Executor(Protocol):
-    def capacity(self) -> int: ...
+    def capacity(self) -> int: ...  # free slots now
     def submit(self, request: TrialRequest) -> None: ...
     def events(self, timeout: float | None) -> list[TrialEvent]: ...
-    def stop(self, trial_id: str) -> None: ...
-    def shutdown(self) -> None: ...
+    def running(self) -> list[str]: ...  # trial ids
+    def idle(self) -> bool: ...  # nothing running and no event waiting
+    def stop(self, trial_id: str) -> None: ...  # at the next epoch boundary
+    def shutdown(self) -> None: ...  # idempotent; nothing left running

@@ -11,14 +11,11 @@ import logging
 import queue
 import threading
 import traceback
-from typing import Callable
 
-from automl.execution.base import TrialEvent, TrialOutcome, TrialRequest
+
+from automl.execution.base import Runner, TrialEvent, TrialOutcome, TrialRequest
 
 log = logging.getLogger(__name__)
-
-# runner(request, report) -> outcome; report(epoch, metrics) -> stop?
-Runner = Callable[[TrialRequest, Callable[[int, dict], bool]], TrialOutcome]
 
 REPLY_TIMEOUT = 600.0  # a driver that never answers must not hang a worker forever
 
@@ -66,7 +63,7 @@ class ThreadExecutor:
         def report(epoch: int, metrics: dict) -> bool:
             reply: "queue.Queue[bool]" = queue.Queue(maxsize=1)
             self._events.put(TrialEvent("epoch", request.trial_id, worker, epoch=epoch, metrics=dict(metrics),
-                                        _reply=reply))
+                                        _reply=reply.put))
             waited = 0.0
             while not flag.is_set() and waited < REPLY_TIMEOUT:  # a stopped trial does not wait for an answer
                 try:

@@ -30,9 +30,11 @@ from automl.strategies.kt_bridge import OracleStrategy, from_kt_values, with_giv
 class BayesianOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # keras-tuner's own default is 3 per parameter: 60 random trials for the ~20-parameter
+    # joint space of the agent, longer than most searches. 10 is Optuna TPE's start-up too.
     num_initial_points: int | None = Field(
-        None, ge=1, description="random trials before the Gaussian process takes over "
-                                "(default: 3 per parameter of the space, keras-tuner's rule)")
+        10, ge=1, description="random trials before the Gaussian process takes over "
+                              "(null: 3 per parameter of the space, keras-tuner's rule)")
     alpha: float = Field(1e-4, gt=0, description="noise added to the kernel's diagonal: how noisy the losses are")
     beta: float = Field(2.6, ge=0, description="exploration weight of the upper confidence bound")
 
