@@ -22,7 +22,6 @@ import automl
 from automl.data import load_data
 from automl.data.base import PreparedData
 from automl.errors import BudgetExhausted, PluginError, SpecError
-from automl.execution.base import TrialRequest
 from automl.execution.threads import ThreadExecutor
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
@@ -34,6 +33,7 @@ from automl.search import Limits, Observers, SearchLoop
 from automl.store import TrialStore, best_trial
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
+from automl.training.runner import TrialContext, build_runner
 from automl.training.trainer import TrainSettings, Trainer, load_best_model
 
 log = logging.getLogger(__name__)
@@ -133,20 +133,21 @@ class Agent:
                                      options=plan.strategy_options)
         strategy.workdir = self.run_dir / "strategy"
         strategy.workdir.mkdir(exist_ok=True)
-        strategy.parallelism = spec.execution.workers
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
         self.observers = Observers([tensorboard, *self.extra_observers])
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed)
-        self.trainer = Trainer(plan.data, settings, plan.families)
-        workers = spec.execution.workers
-        if device == "cpu":  # split the cores so parallel trials do not fight over them
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        self.trainer = Trainer(plan.data, settings, plan.families)  # the driver's own: final evaluation and export
+        context = TrialContext(plan.data, settings, tuple(plan.families),
+                               tuple(spec.plugins_dirs) + tuple(self.plugin_dirs), self.run_dir / "checkpoints")
+        executor, workers = self._make_executor(context, device)
+        strategy.parallelism = workers
         budget = spec.budget
         self.loop = SearchLoop(
             strategy, label=f"strategy {spec.strategy.name!r} from {strategy_plugin.source}", space=plan.space,
-            store=store, executor=ThreadExecutor(self._run_trial, workers),
-            limits=Limits(budget.max_trials, budget.max_time, budget.max_failed, float(budget.max_epochs)),
+            store=store, executor=executor,
+            limits=Limits(budget.max_trials, budget.max_time, budget.max_failed, float(budget.max_epochs),
+                          budget.max_trial_time, budget.max_consecutive_failures, spec.execution.retries),
             metric=plan.metric, direction=plan.direction, observers=self.observers,
             prior_elapsed=float(store.get_meta("elapsed_before", 0.0)), call_timeout=spec.strategy.timeout,
             fallback=self._fallback_factory(plan) if spec.strategy.fallback else None,
@@ -165,10 +166,25 @@ class Agent:
             self.observers.close()
             raise
         try:
+            if stopped_because.startswith("max_consecutive_failures"):
+                self._abort(stopped_because)
             summary = self._finish(plan, stopped_because)
         finally:
             self.observers.close()
         return summary
+
+    def _abort(self, why: str) -> None:
+        """Trials fail one after another: stop with the last error rather than burn the budget."""
+        self.store.set_meta("elapsed_before", self.loop.elapsed())
+        self.store.set_meta("final", {"best_trial_id": None, "stopped_because": why, "finished_at": time.time(),
+                                      "duration_s": self.loop.elapsed()})
+        self._write_report()
+        failed = [t for t in self.store.trials() if t.status == "FAILED"]
+        last = failed[-1] if failed else None
+        last_line = ((last.error or "").strip().splitlines() or [""])[-1] if last else ""
+        detail = f" The last one ({last.trial_id}, {last.reason}): {last_line}" if last else ""
+        raise BudgetExhausted(f"search aborted: {why}.{detail} Finished trials are kept; fix the cause and run "
+                              f"again to resume. See {self.run_dir / 'report.html'}.")
 
     def _write_meta(self, plan: Plan, store: TrialStore, device: str, strategy_source: str, resuming: bool) -> None:
         spec = self.spec
@@ -185,7 +201,7 @@ class Agent:
         run = store.get_meta("run") if resuming else None
         started = run["started_at"] if run else time.time()
         store.set_meta("run", {"started_at": started, "resumed_at": time.time() if resuming else None,
-                               "device": describe_device(device), "workers": spec.execution.workers,
+                               "device": describe_device(device), "workers": spec.execution.workers or 1,
                                "host": socket.gethostname(), "versions": versions()})
         if not resuming:
             store.set_meta("elapsed_before", 0.0)
@@ -195,15 +211,16 @@ class Agent:
             cls = plan.registry.strategy(self.spec.strategy.fallback)
             strategy = cls(plan.space, seed=self.spec.seed, max_budget=float(self.spec.budget.max_epochs),
                            options=cls.Options())
-            strategy.workdir, strategy.parallelism = self.run_dir / "strategy", self.spec.execution.workers
+            strategy.workdir, strategy.parallelism = self.run_dir / "strategy", self.spec.execution.workers or 1
             return strategy
         return make
 
-    def _run_trial(self, request: TrialRequest, report) -> Any:
-        checkpoints = self.run_dir / "checkpoints"
-        resume_from = checkpoints / f"{request.resume_from}.pt" if request.resume_from else None
-        return self.trainer.run(request.trial_id, request.config, request.budget,
-                                checkpoints / f"{request.trial_id}.pt", report, resume_from=resume_from)
+    def _make_executor(self, context: TrialContext, device: str):
+        execution = self.spec.execution
+        workers = execution.workers or 1
+        if device == "cpu":  # split the cores so parallel trials do not fight over them
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        return ThreadExecutor(build_runner(context), workers), workers
 
     # -- after the search ---------------------------------------------------------------------------
     def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:

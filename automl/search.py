@@ -12,7 +12,7 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from automl.errors import PluginError
@@ -32,6 +32,9 @@ class Limits:
     max_time: float | None
     max_failed: int
     max_budget: float
+    max_trial_time: float | None = None  # seconds a trial may run before it is killed
+    max_consecutive_failures: int | None = None  # abort the search after this many failures in a row
+    retries: int = 0  # runs again of a trial whose worker crashed
 
 
 class Observers:
@@ -105,6 +108,9 @@ class SearchLoop:
         self.fallback_name = fallback_name
         self.fell_back = False
         self._calls = CallThread()
+        self._resubmit: list[TrialRequest] = []
+        self._running: dict[str, TrialRequest] = {}
+        self._failures_in_a_row = 0
 
     def elapsed(self) -> float:
         return self.prior_elapsed + time.time() - self.start_time
@@ -193,15 +199,20 @@ class SearchLoop:
             self.store.reset_trial(record.trial_id)
             self._call("resume_pending", Suggestion(record.trial_id, record.config, record.budget, record.resume_from))
             resubmit.append(TrialRequest(record.trial_id, record.config, record.budget or self.limits.max_budget,
-                                         record.resume_from))
+                                         record.resume_from, time_limit=self.limits.max_trial_time))
         if resubmit:
             log.info("resuming %d interrupted trial(s) from their checkpoints", len(resubmit))
         return resubmit
 
     # -- the loop ---------------------------------------------------------------------------------------
+    def _out_of_time(self) -> bool:
+        return self.limits.max_time is not None and self.elapsed() >= self.limits.max_time
+
     def budget_left(self) -> str | None:
         """Why no new trial may start, or None."""
         limits = self.limits
+        if limits.max_consecutive_failures is not None and self._failures_in_a_row >= limits.max_consecutive_failures:
+            return f"max_consecutive_failures ({limits.max_consecutive_failures}) trials failed in a row"
         counts = self.store.counts()
         if limits.max_trials is not None and counts["total"] >= limits.max_trials:
             return f"max_trials ({limits.max_trials}) reached"
@@ -213,9 +224,9 @@ class SearchLoop:
 
     def run(self, resubmit: Sequence[TrialRequest] = ()) -> str:
         """Run until a budget or the strategy ends the search; returns why it stopped."""
-        resubmit = list(resubmit)
+        self._resubmit = list(resubmit)
         try:
-            return self._loop(resubmit)
+            return self._loop()
         except BaseException:
             self._record_finished()
             raise
@@ -223,7 +234,7 @@ class SearchLoop:
             self.executor.shutdown()
             self._calls.shutdown()
 
-    def _loop(self, resubmit: list[TrialRequest]) -> str:
+    def _loop(self) -> str:
         executor = self.executor
         strategy_done = False
         while True:
@@ -232,10 +243,10 @@ class SearchLoop:
             stop = self.budget_left()
             # fill the slots free now; a slot freed meanwhile waits until its outcome is recorded
             for _ in range(executor.capacity()):
-                if stop is not None or strategy_done:
+                if self._resubmit and not self._out_of_time():  # they count already: no trial budget needed
+                    request = self._resubmit.pop(0)
+                elif stop is not None or strategy_done:
                     break
-                if resubmit:
-                    request = resubmit.pop(0)
                 else:
                     suggestion = self._ask()
                     if suggestion is None:
@@ -245,19 +256,34 @@ class SearchLoop:
                     self.store.add_trial(suggestion.trial_id, dict(suggestion.config), budget=budget,
                                          resume_from=suggestion.resume_from, family=suggestion.config.get("family"))
                     request = TrialRequest(suggestion.trial_id, dict(suggestion.config), budget, suggestion.resume_from)
+                request = replace(request, time_limit=self.limits.max_trial_time)
+                self._running[request.trial_id] = request
                 executor.submit(request)
                 self.observers.trial_started(request.trial_id, request.config, request.budget)
                 stop = self.budget_left()
-            if executor.idle():
+            if executor.idle() and not (self._resubmit and not self._out_of_time()):
                 if stop is not None:
                     return stop
                 if strategy_done or self._call("is_finished", default=False):
                     return "the strategy has nothing more to suggest"
             for event in executor.events(timeout=0.5):
                 self._handle(event)
-            if self.limits.max_time is not None and self.elapsed() >= self.limits.max_time:
+            if self._out_of_time():
                 for trial_id in executor.running():
                     executor.stop(trial_id)
+
+    def _retry(self, request: TrialRequest, outcome) -> TrialRequest | None:
+        """A crashed worker is retried up to `retries` times (from the trial's checkpoint); out of
+        memory once, with half the batch size. Anything else is the trial's own result."""
+        if outcome.status != "FAILED":
+            return None
+        if outcome.reason == "crashed" and request.attempt < self.limits.retries:
+            return replace(request, attempt=request.attempt + 1)
+        batch_size = request.config.get("batch_size")
+        if outcome.reason == "oom" and "batch_size" not in request.overrides and isinstance(batch_size, int) \
+                and batch_size > 1:
+            return replace(request, attempt=request.attempt + 1, overrides={"batch_size": batch_size // 2})
+        return None
 
     def _record_finished(self) -> None:
         """On the way out after an error: keep the outcomes of trials that had already ended.
@@ -288,6 +314,17 @@ class SearchLoop:
                 event.answer(stop)
         elif event.kind == "finished":
             outcome = event.outcome
+            request = self._running.pop(event.trial_id, None)
+            retry = self._retry(request, outcome) if request is not None else None
+            if retry is not None:
+                store.add_attempt(event.trial_id, request.attempt, outcome.reason or "failed", outcome.error,
+                                  dict(request.overrides))
+                store.reset_trial(event.trial_id)
+                self._resubmit.insert(0, retry)
+                log.warning("trial %s %s; running it again (attempt %d%s)", event.trial_id, outcome.reason,
+                            retry.attempt + 1, f", with {dict(retry.overrides)}" if retry.overrides else "")
+                return
+            self._failures_in_a_row = self._failures_in_a_row + 1 if outcome.status == "FAILED" else 0
             store.finish_trial(event.trial_id, outcome.status, loss=outcome.loss, metrics=outcome.metrics,
                                epochs=outcome.epochs, reason=outcome.reason, error=outcome.error)
             record = store.trial(event.trial_id)

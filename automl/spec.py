@@ -71,6 +71,9 @@ class BudgetSpec(_Model):
     max_epochs: int = Field(30, ge=1, description="Epochs per trial at full budget.")
     max_failed: int = Field(5, ge=1, description="Stop the search after this many failed trials.")
     patience: Optional[int] = Field(8, ge=1, description="Early stopping patience in epochs; null disables it.")
+    max_trial_time: Optional[float] = Field(None, gt=0, description="Seconds one trial may run before it is killed.")
+    max_consecutive_failures: Optional[int] = Field(
+        10, ge=1, description="Abort after this many trials failed in a row (something is systematically wrong).")
 
     @model_validator(mode="after")
     def _some_limit(self) -> "BudgetSpec":
@@ -121,8 +124,26 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class ExecutionSpec(_Model):
+    backend: Literal["local", "ray"] = Field("local", description="Worker processes on this machine, or a Ray cluster.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-    workers: int = Field(1, ge=1, description="Trials run in parallel.")
+    workers: Optional[int] = Field(
+        None, ge=1, description="Trials run in parallel (default: one per GPU x trials_per_gpu, else 1).")
+    trials_per_gpu: int = Field(1, ge=1, description="Trials sharing one GPU.")
+    isolation: Literal["processes", "threads"] = Field(
+        "processes", description="Worker processes survive a crashing or hung trial; threads start faster.")
+    retries: int = Field(1, ge=0, description="Runs again of a trial whose worker crashed.")
+    address: Optional[str] = Field(None, description="Ray: 'auto', 'ray://host:port' or none for a local Ray.")
+    gpus_per_trial: Optional[float] = Field(None, ge=0, description="Ray: GPUs per trial (fractions share a GPU).")
+    cpus_per_trial: Optional[float] = Field(None, gt=0, description="Ray: CPUs per trial.")
+
+    @model_validator(mode="after")
+    def _ray_fields(self) -> "ExecutionSpec":
+        if self.backend != "ray":
+            given = [f for f in ("address", "gpus_per_trial", "cpus_per_trial") if getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to backend 'ray'; set \"backend\": \"ray\" "
+                                 "or remove them")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -249,7 +270,8 @@ def spec_fingerprint(spec: TaskSpec) -> dict[str, Any]:
     data = json.loads(spec.model_dump_json())
     for key in ("output", "execution", "plugins_dirs"):
         data.pop(key, None)
-    data["budget"] = {k: v for k, v in data["budget"].items() if k not in ("max_trials", "max_time", "max_failed")}
+    data["budget"] = {k: v for k, v in data["budget"].items()
+                      if k not in ("max_trials", "max_time", "max_failed", "max_trial_time", "max_consecutive_failures")}
     data["strategy"] = {k: v for k, v in data["strategy"].items() if k not in ("timeout", "fallback")}
     return data
 

@@ -35,6 +35,15 @@ CREATE TABLE IF NOT EXISTS trials (
     started_at REAL,
     finished_at REAL
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    attempt INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    error TEXT,
+    overrides TEXT NOT NULL DEFAULT '{}',
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (trial_id, attempt)
+);
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id TEXT NOT NULL REFERENCES trials(trial_id),
     epoch INTEGER NOT NULL,
@@ -165,6 +174,18 @@ class TrialStore:
         self._write("UPDATE trials SET status=?, loss=?, metrics=?, epochs=?, reason=?, error=?, finished_at=? "
                     "WHERE trial_id=?",
                     (status, loss, _dumps(metrics or {}), epochs, reason, error, time.time(), trial_id))
+
+    def add_attempt(self, trial_id: str, attempt: int, reason: str, error: str | None,
+                    overrides: dict[str, Any] | None = None) -> None:
+        """An attempt of a trial that failed and was retried (a crashed worker, out of memory)."""
+        self._write("INSERT OR REPLACE INTO attempts(trial_id, attempt, reason, error, overrides, recorded_at) "
+                    "VALUES(?, ?, ?, ?, ?, ?)", (trial_id, attempt, reason, error, _dumps(overrides or {}), time.time()))
+
+    def attempts(self) -> list[dict[str, Any]]:
+        rows = self._read("SELECT trial_id, attempt, reason, error, overrides, recorded_at FROM attempts "
+                          "ORDER BY recorded_at")
+        return [{"trial_id": t, "attempt": a, "reason": r, "error": e, "overrides": json.loads(o), "recorded_at": at}
+                for t, a, r, e, o, at in rows]
 
     def reset_trial(self, trial_id: str) -> None:
         """Back to PENDING (a trial interrupted by a crash, to be run again)."""

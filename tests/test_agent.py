@@ -214,3 +214,71 @@ def test_tensorboard_logs_of_a_real_run_read_back(tiny_spec):
     study.Reload()
     best = [e.value for e in study.Scalars("best_so_far/accuracy")]
     assert best == sorted(best) and best[-1] == pytest.approx(best_trial(trials).metrics["accuracy"])
+
+
+OOM_FAMILY = """
+import torch
+from automl.families.mlp import MLPFamily
+
+
+class Greedy(torch.nn.Module):
+    def __init__(self, inner, limit):
+        super().__init__()
+        self.inner, self.limit = inner, limit
+
+    def forward(self, x):
+        if self.training and len(x) > self.limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (a batch of {len(x)} rows)")
+        return self.inner(x)
+
+
+class Oomy(MLPFamily):
+    name = "oomy"
+
+    def build(self, config, profile):
+        return Greedy(super().build(config, profile), LIMIT)
+"""
+
+
+@pytest.mark.parametrize("limit, status", [(16, "COMPLETE"), (8, "FAILED")])
+def test_out_of_memory_is_retried_once_with_half_the_batch(tmp_path, limit, status):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "oomy.py").write_text(OOM_FAMILY.replace("LIMIT", str(limit)))
+    path = write_spec(tmp_path, plugins_dirs=["plugins"], budget={"max_trials": 1, "max_epochs": 2},
+                      families={"include": ["oomy"], "overrides": {"batch_size": {"choices": [32]}}})
+    if status == "FAILED":
+        with pytest.raises(Exception, match="no trial finished"):
+            run(path)
+    else:
+        run(path)
+    store = TrialStore(tmp_path / "run" / "trials.db", readonly=True)
+    (trial,), attempts = store.trials(), store.attempts()
+    store.close()
+    assert trial.status == status
+    assert [(a["reason"], a["overrides"]) for a in attempts] == [("oom", {})]  # the first try, with batch 32
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    if status == "FAILED":
+        assert trial.reason == "oom"
+        assert results["memory_infeasible"][0]["trial_id"] == trial.trial_id
+        assert results["memory_infeasible"][0]["batch_sizes"] == [32, 16]
+        assert "Memory-infeasible" in (tmp_path / "run" / "report.md").read_text()
+    else:
+        assert results["memory_infeasible"] == []
+
+
+def test_trials_failing_in_a_row_abort_the_search_with_the_last_error(tmp_path):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "exploding.py").write_text(textwrap.dedent("""\
+        from automl.families.mlp import MLPFamily
+
+        class Exploding(MLPFamily):
+            name = "exploding"
+
+            def build(self, config, profile):
+                raise RuntimeError("this family always fails")
+        """))
+    path = write_spec(tmp_path, plugins_dirs=["plugins"], families={"include": ["exploding"]},
+                      budget={"max_trials": 20, "max_epochs": 2, "max_failed": 20, "max_consecutive_failures": 3})
+    with pytest.raises(Exception, match=r"aborted: max_consecutive_failures \(3\).*this family always fails"):
+        run(path)
+    assert len(trials_of(tmp_path / "run")) == 3

@@ -82,7 +82,24 @@ def _error_lines(error: str | None) -> tuple[str, str]:
 
 
 def _load(store: TrialStore) -> tuple[dict[str, Any], list[TrialRecord]]:
-    return {key: store.get_meta(key) for key in META_KEYS}, store.trials(with_history=True)
+    meta = {key: store.get_meta(key) for key in META_KEYS}
+    meta["attempts"] = store.attempts()  # retried attempts: crashes, out of memory
+    return meta, store.trials(with_history=True)
+
+
+def _memory_infeasible(trials: list[TrialRecord], attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trials that ran out of memory on every try, with the batch sizes tried."""
+    rows = []
+    for trial in trials:
+        if trial.status != "FAILED" or trial.reason != "oom":
+            continue
+        tried = [a["overrides"].get("batch_size", trial.config.get("batch_size"))
+                 for a in attempts if a["trial_id"] == trial.trial_id and a["reason"] == "oom"]
+        if tried and isinstance(tried[-1], int):
+            tried.append(tried[-1] // 2)  # the last try, which failed for good, ran with half the batch
+        rows.append({"trial_id": trial.trial_id, "family": _family(trial), "config": trial.config,
+                     "batch_sizes": tried})
+    return rows
 
 
 def _metric(meta: dict[str, Any]) -> tuple[str, str]:
@@ -155,6 +172,8 @@ def _results(meta: dict[str, Any], trials: list[TrialRecord], run_dir: Path) -> 
         "leaderboard": [{"rank": i, "trial_id": t.trial_id, "family": _family(t), "value": _score(t, metric, direction),
                          "loss": t.loss, "epochs": t.epochs, "duration_s": t.duration, "status": t.status,
                          "reason": t.reason} for i, t in enumerate(ranked[:TOP], start=1)],
+        "memory_infeasible": _memory_infeasible(trials, meta.get("attempts") or []),
+        "retried": meta.get("attempts") or [],
         "failures": [{"trial_id": t.trial_id, "family": _family(t), "first_line": _error_lines(t.error)[0],
                       "last_line": _error_lines(t.error)[1], "reason": t.reason, "error": t.error}
                      for t in trials if t.status == "FAILED"],
@@ -333,6 +352,13 @@ def _sections(r: dict[str, Any], images: Iterable[str]) -> list[tuple[str, list[
         out.append((f"Failed trials ({len(r['failures'])})",
                     [("details", f"{f['trial_id']} ({f['family']}): {f['last_line'] or f['reason'] or 'failed'}",
                       f["error"] or f["reason"] or "no error recorded") for f in r["failures"]]))
+
+    if r.get("memory_infeasible"):
+        out.append(("Memory-infeasible configurations",
+                    [("p", "These ran out of memory, also when retried with half the batch size."),
+                     ("table", ("Trial", "Family", "Batch sizes tried", "Config"),
+                      [(m["trial_id"], m["family"], ", ".join(str(b) for b in m["batch_sizes"]),
+                        json.dumps(m["config"], sort_keys=True)) for m in r["memory_infeasible"]])]))
 
     run = r["run"] or {}
     facts = [("Status", r["status"]), ("Device", _fmt(run.get("device"))), ("Workers", _fmt(run.get("workers"))),

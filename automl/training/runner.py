@@ -1,0 +1,50 @@
+"""What a worker needs to train trials, and the runner it builds from it.
+
+`TrialContext` is plain data (it pickles), so the same runner is built in the driver
+(thread workers) or inside each worker process: the data travel once per worker, the
+families are loaded by name through the plugin registry there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from automl.data.base import PreparedData
+from automl.execution.base import Runner, TrialRequest
+from automl.training.trainer import TrainSettings, Trainer
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    data: PreparedData
+    settings: TrainSettings
+    family_names: tuple[str, ...]
+    plugin_dirs: tuple[Path, ...]
+    checkpoint_dir: Path
+
+
+def build_trainer(context: TrialContext, device: str | None = None) -> Trainer:
+    from automl.plugins import discover
+
+    registry = discover(context.plugin_dirs)
+    families = {name: registry.family(name) for name in context.family_names}
+    settings = context.settings if device is None else replace(context.settings, device=device)
+    return Trainer(context.data, settings, families)
+
+
+def build_runner(context: TrialContext, slot: Any = None) -> Runner:
+    """The runner for one worker; `slot` (a device slot of a process executor) picks its device."""
+    if slot is not None:
+        import torch
+
+        torch.set_num_threads(max(1, slot.torch_threads))
+    trainer = build_trainer(context, slot.device if slot is not None else None)
+
+    def run(request: TrialRequest, report) -> Any:
+        config = {**request.config, **request.overrides}  # e.g. a smaller batch size after out of memory
+        resume_from = context.checkpoint_dir / f"{request.resume_from}.pt" if request.resume_from else None
+        return trainer.run(request.trial_id, config, request.budget, context.checkpoint_dir / f"{request.trial_id}.pt",
+                           report, resume_from=resume_from)
+
+    return run

@@ -1,0 +1,245 @@
+"""One suite for every executor backend: what the search loop relies on.
+
+The runner is a top-level function so that worker processes can import it by name;
+its config picks the behaviour under test.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from automl.execution.base import TrialOutcome, TrialRequest
+from automl.execution.processes import ProcessExecutor, plan_slots
+from automl.execution.threads import ThreadExecutor
+
+
+def run_trial(request: TrialRequest, report) -> TrialOutcome:
+    config = request.config
+    mode = config.get("mode", "ok")
+    if mode == "raise":
+        raise ValueError(f"boom in {request.trial_id}")
+    if mode == "oom_message":
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    if mode == "oom_torch":
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    if mode == "exit":
+        os._exit(3)
+    if mode == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # a real invalid read, as native code would do it
+    if mode in ("hang", "ignore_sigterm", "child"):
+        if mode == "ignore_sigterm":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if mode == "child":  # a process of the trial's own, which a kill must take too
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+            with open(config["pidfile"], "w") as f:
+                f.write(str(child.pid))
+        while True:
+            time.sleep(0.05)
+    value = math.nan
+    for epoch in range(1, int(request.budget) + 1):
+        time.sleep(config.get("sleep", 0.01))
+        value = math.nan if mode == "nan" else 1.0 / epoch
+        if report(epoch, {"loss": value}):
+            return TrialOutcome("PRUNED", value, {"loss": value}, epochs=epoch)
+    if mode == "nan":
+        return TrialOutcome("FAILED", None, epochs=int(request.budget), reason="diverged")
+    return TrialOutcome("COMPLETE", value, {"loss": value}, epochs=int(request.budget))
+
+
+def setup(slot) -> object:
+    """What each worker process calls once: here the runner needs no preparation."""
+    return run_trial
+
+
+def collect(executor, trial_ids, answer=lambda event: False, timeout: float = 30.0) -> list:
+    """Poll until every trial in trial_ids has finished, answering epoch events with answer(event)."""
+    waiting, events = set(trial_ids), []
+    deadline = time.monotonic() + timeout
+    while waiting:
+        assert time.monotonic() < deadline, f"trials {sorted(waiting)} unfinished after {timeout} s: {events}"
+        for event in executor.events(0.2):
+            events.append(event)
+            if event.kind == "epoch":
+                event.answer(answer(event))
+            elif event.kind == "finished":
+                waiting.discard(event.trial_id)
+    return events
+
+
+def outcome_of(events, trial_id: str) -> TrialOutcome:
+    return next(e.outcome for e in events if e.kind == "finished" and e.trial_id == trial_id)
+
+
+def of_trial(events, trial_id: str) -> list:
+    return [e for e in events if e.trial_id == trial_id]
+
+
+@pytest.fixture(params=["threads", "processes"])
+def make_executor(request):
+    made = []
+
+    def make(slots: int = 1):
+        if request.param == "threads":
+            executor = ThreadExecutor(run_trial, slots)
+        else:
+            executor = ProcessExecutor(setup, plan_slots("cpu", slots, cpu_count=slots))
+        made.append(executor)
+        return executor
+
+    make.kind = request.param
+    yield make
+    for executor in made:
+        executor.shutdown()
+
+
+def needs_processes(make) -> None:
+    if make.kind == "threads":
+        pytest.skip("a thread cannot be killed, and its crash is the driver's crash: only worker processes isolate")
+
+
+def test_events_arrive_in_order_per_trial(make_executor):
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "ok"}, 3, time_limit=60))  # a limit far off changes nothing
+    assert executor.running() == ["t1"]
+    events = collect(executor, ["t1"])
+    assert [e.kind for e in events] == ["started", "epoch", "epoch", "epoch", "finished"]
+    assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2, 3]
+    assert events[1].metrics == {"loss": 1.0}
+    assert len({e.worker for e in events}) == 1 and events[0].worker
+    outcome = events[-1].outcome
+    assert (outcome.status, outcome.epochs, outcome.loss) == ("COMPLETE", 3, pytest.approx(1 / 3))
+    assert executor.running() == [] and executor.idle()
+
+
+def test_answer_true_stops_the_trial(make_executor):
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "ok"}, 10))
+    events = collect(executor, ["t1"], answer=lambda event: event.epoch == 2)
+    assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2]
+    outcome = outcome_of(events, "t1")
+    assert (outcome.status, outcome.epochs) == ("PRUNED", 2)
+
+
+def test_two_slots_run_two_trials_at_once(make_executor):
+    executor = make_executor(2)
+    assert executor.capacity() == 2
+    executor.submit(TrialRequest("a", {"mode": "ok"}, 2))
+    assert executor.capacity() == 1
+    executor.submit(TrialRequest("b", {"mode": "ok"}, 2))
+    assert executor.capacity() == 0 and sorted(executor.running()) == ["a", "b"]
+    with pytest.raises(RuntimeError):
+        executor.submit(TrialRequest("c", {"mode": "ok"}, 2))
+    # each trial waits for the answer to its first epoch: both first epochs can only
+    # arrive while neither is answered if the two trials really run side by side
+    held, events, deadline = {}, [], time.monotonic() + 30
+    while len(held) < 2:
+        assert time.monotonic() < deadline, f"the two trials did not overlap: {events}"
+        for event in executor.events(0.2):
+            events.append(event)
+            if event.kind == "epoch":
+                held[event.trial_id] = event
+    assert not executor.idle()
+    for event in held.values():
+        event.answer(False)
+    events += collect(executor, ["a", "b"])
+    assert outcome_of(events, "a").status == outcome_of(events, "b").status == "COMPLETE"
+    assert len({e.worker for e in events if e.trial_id == "a"} | {e.worker for e in events if e.trial_id == "b"}) == 2
+    assert executor.capacity() == 2 and executor.idle()
+
+
+@pytest.mark.parametrize("mode, reason, text", [("raise", "exception", "ValueError: boom in t1"),
+                                                ("oom_message", "oom", "CUDA out of memory")])
+def test_runner_exception_fails_the_trial(make_executor, mode, reason, text):
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": mode}, 3))
+    events = collect(executor, ["t1"])
+    assert [e.kind for e in events] == ["started", "finished"]
+    outcome = outcome_of(events, "t1")
+    assert (outcome.status, outcome.reason) == ("FAILED", reason)
+    assert "Traceback" in outcome.error and text in outcome.error
+    executor.submit(TrialRequest("t2", {"mode": "ok"}, 1))  # the slot survives a failed trial
+    assert outcome_of(collect(executor, ["t2"]), "t2").status == "COMPLETE"
+
+
+def test_nan_metrics_and_own_failures_pass_through(make_executor):
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "nan"}, 2))
+    events = collect(executor, ["t1"])
+    assert all(math.isnan(e.metrics["loss"]) for e in events if e.kind == "epoch")
+    outcome = outcome_of(events, "t1")
+    assert (outcome.status, outcome.reason, outcome.epochs) == ("FAILED", "diverged", 2)
+
+
+def test_stop_ends_the_trial_at_its_next_epoch(make_executor):
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "ok"}, 100))
+    events, deadline = [], time.monotonic() + 30
+    while not any(e.kind == "epoch" for e in events):
+        assert time.monotonic() < deadline
+        events += executor.events(0.2)
+    first_epoch = next(e for e in events if e.kind == "epoch")
+    executor.stop("t1")  # the epoch is left unanswered: a stopped trial must not wait for it
+    executor.stop("t1")
+    executor.stop("no-such-trial")
+    events += collect(executor, ["t1"])
+    outcome = outcome_of(events, "t1")
+    assert (outcome.status, outcome.epochs) == ("PRUNED", 1)
+    first_epoch.answer(False)  # late: must reach no later trial
+    executor.submit(TrialRequest("t2", {"mode": "ok"}, 3))
+    outcome = outcome_of(collect(executor, ["t2"]), "t2")
+    assert (outcome.status, outcome.epochs) == ("COMPLETE", 3)
+
+
+def test_shutdown_is_idempotent_and_final(make_executor):
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "ok"}, 10_000))
+    deadline = time.monotonic() + 30
+    while not any(e.kind == "epoch" for e in executor.events(0.2)):  # running, waiting for an answer
+        assert time.monotonic() < deadline
+    started = time.monotonic()
+    executor.shutdown()
+    executor.shutdown()
+    assert time.monotonic() - started < 10
+    assert executor.capacity() == 0
+    with pytest.raises(RuntimeError):
+        executor.submit(TrialRequest("t2", {"mode": "ok"}, 1))
+    started = time.monotonic()
+    executor.events(0)
+    assert time.monotonic() - started < 1
+
+
+def test_events_returns_within_its_timeout_when_idle(make_executor):
+    executor = make_executor()
+    for timeout in (0, 0.3):
+        started = time.monotonic()
+        assert executor.events(timeout) == []
+        assert time.monotonic() - started < timeout + 0.5
+    assert executor.idle() and executor.running() == []
+
+
+def test_time_limit_kills_a_hung_trial(make_executor):
+    needs_processes(make_executor)
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "hang"}, 3, time_limit=0.5))
+    outcome = outcome_of(collect(executor, ["t1"]), "t1")
+    assert (outcome.status, outcome.reason) == ("FAILED", "timeout")
+
+
+def test_a_crash_fails_only_its_trial(make_executor):
+    needs_processes(make_executor)
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "exit"}, 3))
+    outcome = outcome_of(collect(executor, ["t1"]), "t1")
+    assert (outcome.status, outcome.reason) == ("FAILED", "crashed")
+    executor.submit(TrialRequest("t2", {"mode": "ok"}, 1))
+    assert outcome_of(collect(executor, ["t2"]), "t2").status == "COMPLETE"
