@@ -6,6 +6,7 @@ database before it is acted on, so a run killed at any moment resumes from there
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -142,6 +143,8 @@ class Agent:
                                tuple(spec.plugins_dirs) + tuple(self.plugin_dirs), self.run_dir / "checkpoints")
         executor, workers = self._make_executor(context, device)
         strategy.parallelism = workers
+        store.set_meta("run", {**store.get_meta("run"), "workers": workers,
+                               "isolation": spec.execution.isolation})
         budget = spec.budget
         self.loop = SearchLoop(
             strategy, label=f"strategy {spec.strategy.name!r} from {strategy_plugin.source}", space=plan.space,
@@ -201,7 +204,7 @@ class Agent:
         run = store.get_meta("run") if resuming else None
         started = run["started_at"] if run else time.time()
         store.set_meta("run", {"started_at": started, "resumed_at": time.time() if resuming else None,
-                               "device": describe_device(device), "workers": spec.execution.workers or 1,
+                               "device": describe_device(device), "workers": None,
                                "host": socket.gethostname(), "versions": versions()})
         if not resuming:
             store.set_meta("elapsed_before", 0.0)
@@ -216,11 +219,18 @@ class Agent:
         return make
 
     def _make_executor(self, context: TrialContext, device: str):
+        """Worker processes (one per device slot) by default; threads of this process on request."""
         execution = self.spec.execution
-        workers = execution.workers or 1
-        if device == "cpu":  # split the cores so parallel trials do not fight over them
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-        return ThreadExecutor(build_runner(context), workers), workers
+        if execution.isolation == "threads":
+            workers = execution.workers or 1
+            if device == "cpu":  # split the cores so parallel trials do not fight over them
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+            return ThreadExecutor(build_runner(context), workers), workers
+        from automl.execution.processes import ProcessExecutor
+        from automl.execution.slots import plan_slots
+
+        slots = plan_slots(device, execution.workers, execution.trials_per_gpu)
+        return ProcessExecutor(functools.partial(build_runner, context), slots), len(slots)
 
     # -- after the search ---------------------------------------------------------------------------
     def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:

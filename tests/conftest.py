@@ -17,6 +17,9 @@ def write_spec(folder: Path, **overrides) -> Path:
         "budget": {"max_trials": 3, "max_epochs": 3, "patience": None},
         "families": {"overrides": {"batch_size": {"choices": [32]}, "mlp.width": {"low": 16, "high": 32}}},
         "output": "run",
+        # threads start in milliseconds; the loop is the same for both executors, and the
+        # tests that are about processes (faults, kills, the CLI) ask for them
+        "execution": {"isolation": "threads"},
     }
     for key, value in overrides.items():
         spec[key] = value

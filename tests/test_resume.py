@@ -29,7 +29,8 @@ def snapshot(db):
 def test_sigkill_mid_run_then_resume(tmp_path):
     spec = write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"},
                       families={"include": ["mlp"], "overrides": {"batch_size": {"choices": [32]}}},
-                      budget={"max_trials": 4, "max_epochs": 12, "patience": None})
+                      budget={"max_trials": 4, "max_epochs": 12, "patience": None},
+                      execution={"isolation": "processes"})
     db = tmp_path / "run" / "trials.db"
     command = [sys.executable, "-m", "automl.cli", "run", str(spec), "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -74,7 +75,8 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 def test_sigterm_stops_cleanly_with_exit_130_and_the_run_resumes(tmp_path):
     spec = write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"},
                       families={"include": ["mlp"], "overrides": {"batch_size": {"choices": [32]}}},
-                      budget={"max_trials": 3, "max_epochs": 10, "patience": None})
+                      budget={"max_trials": 3, "max_epochs": 10, "patience": None},
+                      execution={"isolation": "processes"})
     db = tmp_path / "run" / "trials.db"
     command = [sys.executable, "-m", "automl.cli", "run", str(spec), "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -91,3 +93,18 @@ def test_sigterm_stops_cleanly_with_exit_130_and_the_run_resumes(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert {t: at for t, at in snapshot(db)[0].items() if t in finished} == finished
+
+
+def test_driver_killed_at_random_moments_loses_and_repeats_nothing(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "kill_driver.py"
+    spec = importlib.util.spec_from_file_location("kill_driver", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.kill_and_resume(tmp_path, kills=10, seed=1, workers=1, log=lambda line: None)
+    assert result["final_exit_code"] == 0, result["final_stderr"]
+    assert result["kills"] == 10
+    assert result["completed_lost"] == 0 and result["trials_repeated"] == 0
+    assert result["completed"] == result["trials"] == 10

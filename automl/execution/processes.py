@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from automl.execution.base import Runner, TrialEvent, TrialOutcome, TrialRequest
@@ -54,10 +54,21 @@ class _Stop(Exception):
     """The driver has gone away: end the worker."""
 
 
+def _watch_driver(driver_pid: int) -> None:
+    # the pipe tells an idle or reporting worker that the driver is gone, but a trial busy
+    # for hours (or hung) would outlive a driver killed with SIGKILL: watch the parent too
+    while os.getppid() == driver_pid:
+        time.sleep(1.0)
+    if hasattr(os, "killpg"):
+        os.killpg(os.getpgrp(), signal.SIGKILL)  # the trial's children with us
+    os._exit(1)
+
+
 def _worker_main(slot: Slot, setup_bytes: bytes, conn: multiprocessing.connection.Connection) -> None:
     if hasattr(os, "setsid"):
         os.setsid()  # own session and group: one killpg takes the trial's children too, and Ctrl-C in
         # the terminal reaches only the driver, which shuts the workers down in order
+    threading.Thread(target=_watch_driver, args=(os.getppid(),), name="automl-driver-watch", daemon=True).start()
     os.environ.update(slot.env)  # before the setup imports torch or touches CUDA
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if name not in slot.env:
@@ -222,6 +233,7 @@ class ProcessExecutor:
         self._shut_down = False
         self._workers: list[_Worker] = []  # mutated in place: the finalizer holds this very list
         self._finalizer = weakref.finalize(self, _kill_all, self._workers)
+        _LIVE.difference_update([f for f in _LIVE if not f.alive])  # those of executors collected meanwhile
         _LIVE.add(self._finalizer)
         for slot in slots:
             self._workers.append(self._start(slot))

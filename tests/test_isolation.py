@@ -1,0 +1,97 @@
+"""Trials in worker processes: a crash is retried from the checkpoint, a hung trial is killed
+at its time limit, and no process outlives the run."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import textwrap
+
+from automl.agent import Agent
+from automl.spec import load_spec
+from automl.store import TrialStore
+from tests.conftest import write_spec
+
+FAULTY_FAMILY = textwrap.dedent("""\
+    import os, signal, time
+    from pathlib import Path
+    import torch
+    from automl.families.mlp import MLPFamily
+
+    MARKER = Path(os.environ["AUTOML_TEST_MARKER"])
+
+
+    class Faulty(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.training and self.calls == 200 and MODE == "crash" and not MARKER.exists():
+                MARKER.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)  # the worker dies in the middle of the trial, once
+            if self.training and MODE == "hang" and not MARKER.exists():
+                MARKER.write_text(str(os.getpid()))
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                time.sleep(600)
+            return self.inner(x)
+
+
+    class FaultyFamily(MLPFamily):
+        name = "faulty"
+
+        def build(self, config, profile):
+            return Faulty(super().build(config, profile))
+    """)
+
+
+def faulty_spec(tmp_path, monkeypatch, mode, **budget):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "faulty.py").write_text(FAULTY_FAMILY.replace("MODE", repr(mode)))
+    monkeypatch.setenv("AUTOML_TEST_MARKER", str(tmp_path / "marker"))
+    return write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"}, plugins_dirs=["plugins"],
+                      families={"include": ["faulty"], "overrides": {"batch_size": {"choices": [32]}}},
+                      budget={"max_trials": 2, "max_epochs": 8, "patience": None, **budget},
+                      execution={"isolation": "processes", "retries": 1})
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_crashed_worker_is_retried_from_the_trial_checkpoint(tmp_path, monkeypatch):
+    Agent(load_spec(faulty_spec(tmp_path, monkeypatch, "crash"))).run()
+    store = TrialStore(tmp_path / "run" / "trials.db", readonly=True)
+    trials, attempts = store.trials(), store.attempts()
+    history = store.history(trials[0].trial_id)
+    store.close()
+    assert [t.status for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert [(a["trial_id"], a["reason"]) for a in attempts] == [(trials[0].trial_id, "crashed")]
+    assert "SIGKILL" in attempts[0]["error"]
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    # the crash came at forward call 200, in epoch 6 (37 calls an epoch): epochs 1-5 were recorded
+    # before it and kept, and the retry went on from the checkpoint instead of starting over
+    crashed_at = (tmp_path / "marker").stat().st_mtime
+    with sqlite3.connect(tmp_path / "run" / "trials.db") as con:
+        before = [e for (e,) in con.execute("SELECT epoch FROM epochs WHERE trial_id=? AND recorded_at < ? "
+                                            "ORDER BY epoch", (trials[0].trial_id, crashed_at))]
+    assert before == [1, 2, 3, 4, 5]
+    assert not alive(int((tmp_path / "marker").read_text()))
+
+
+def test_a_hung_trial_is_killed_at_its_time_limit_and_the_slot_runs_the_next(tmp_path, monkeypatch):
+    summary = Agent(load_spec(faulty_spec(tmp_path, monkeypatch, "hang", max_trial_time=3))).run()
+    store = TrialStore(tmp_path / "run" / "trials.db", readonly=True)
+    first, second = store.trials()
+    store.close()
+    assert (first.status, first.reason) == ("FAILED", "timeout")
+    assert first.duration < 3 + 5
+    assert second.status == "COMPLETE" and summary["best_trial_id"] == second.trial_id
+    assert not alive(int((tmp_path / "marker").read_text()))  # ignored SIGTERM, killed anyway
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["failures"][0]["reason"] == "timeout"
