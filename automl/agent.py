@@ -245,7 +245,7 @@ class Agent:
                                      "finished_at": time.time(), "duration_s": duration})
             self._write_report()
             failed = [t for t in trials if t.status == "FAILED"]
-            hint = f" The last error: {(failed[-1].error or '').strip().splitlines()[-1]}" if failed and failed[-1].error else ""
+            hint = f" The last error: {(failed[-1].error or '').strip().splitlines()[-1]}." if failed and failed[-1].error else ""
             raise BudgetExhausted(f"no trial finished with a usable score ({stopped_because}; {len(failed)} failed)."
                                   f"{hint} See {self.run_dir / 'report.html'}.")
         model = load_best_model(self.trainer, best.config, self.run_dir / "checkpoints" / f"{best.trial_id}.pt")

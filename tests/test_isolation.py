@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import textwrap
+import time
+
+import pytest
 
 from automl.agent import Agent
 from automl.spec import load_spec
@@ -95,3 +101,59 @@ def test_a_hung_trial_is_killed_at_its_time_limit_and_the_slot_runs_the_next(tmp
     assert not alive(int((tmp_path / "marker").read_text()))  # ignored SIGTERM, killed anyway
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["failures"][0]["reason"] == "timeout"
+
+
+LATE_RAISE = textwrap.dedent("""\
+    import numpy as np
+    from automl.strategies import Strategy, Suggestion
+
+    class LateRaise(Strategy):
+        name = "late_raise"
+        n = 0
+
+        def ask(self):
+            self.n += 1
+            if self.n > 2:
+                raise ValueError("third ask")
+            return Suggestion(str(self.n), self.space.sample(np.random.default_rng(self.n)))
+
+        def tell(self, observation):
+            pass
+    """)
+
+
+def worker_pids(db) -> set[int]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        try:
+            workers = [w for (w,) in con.execute("SELECT worker FROM trials WHERE worker IS NOT NULL")]
+        except sqlite3.OperationalError:
+            return set()
+    return {int(w.rsplit(":", 1)[1]) for w in workers if ":" in w}
+
+
+@pytest.mark.parametrize("ending, exit_code", [("done", 0), ("sigint", 130), ("sigterm", 130), ("error", 1)])
+def test_no_process_is_left_behind(tmp_path, ending, exit_code):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "late_raise.py").write_text(LATE_RAISE)
+    spec = write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"}, plugins_dirs=["plugins"],
+                      strategy={"name": "late_raise" if ending == "error" else "random"},
+                      families={"include": ["mlp"], "overrides": {"batch_size": {"choices": [32]}}},
+                      budget={"max_trials": 3, "max_epochs": 30 if ending.startswith("sig") else 3},
+                      execution={"isolation": "processes", "workers": 2})
+    db = tmp_path / "run" / "trials.db"
+    process = subprocess.Popen([sys.executable, "-m", "automl.cli", "run", str(spec), "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while ending.startswith("sig") and len(worker_pids(db) if db.exists() else ()) < 2:
+        assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.poll() else ""
+        time.sleep(0.05)
+    if ending.startswith("sig"):
+        process.send_signal(signal.SIGINT if ending == "sigint" else signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == exit_code, stderr
+    pids = worker_pids(db)
+    assert pids
+    deadline = time.time() + 10
+    while any(alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if alive(pid)]
