@@ -143,8 +143,8 @@ class Agent:
                                tuple(spec.plugins_dirs) + tuple(self.plugin_dirs), self.run_dir / "checkpoints")
         executor, workers = self._make_executor(context, device)
         strategy.parallelism = workers
-        store.set_meta("run", {**store.get_meta("run"), "workers": workers,
-                               "isolation": spec.execution.isolation})
+        isolation = "ray" if spec.execution.backend == "ray" else spec.execution.isolation
+        store.set_meta("run", {**store.get_meta("run"), "workers": workers, "isolation": isolation})
         budget = spec.budget
         self.loop = SearchLoop(
             strategy, label=f"strategy {spec.strategy.name!r} from {strategy_plugin.source}", space=plan.space,
@@ -221,6 +221,14 @@ class Agent:
     def _make_executor(self, context: TrialContext, device: str):
         """Worker processes (one per device slot) by default; threads of this process on request."""
         execution = self.spec.execution
+        if execution.backend == "ray":
+            from automl.execution.ray_backend import RayExecutor
+
+            workers = execution.workers or 1
+            executor = RayExecutor(functools.partial(build_runner, context), workers=workers, address=execution.address,
+                                   cpus_per_trial=execution.cpus_per_trial or 1.0,
+                                   gpus_per_trial=execution.gpus_per_trial or 0.0)
+            return executor, workers
         if execution.isolation == "threads":
             workers = execution.workers or 1
             if device == "cpu":  # split the cores so parallel trials do not fight over them

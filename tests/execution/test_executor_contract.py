@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -84,15 +87,83 @@ def of_trial(events, trial_id: str) -> list:
     return [e for e in events if e.trial_id == trial_id]
 
 
-@pytest.fixture(params=["threads", "processes"])
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ray_processes(temp_dir: str) -> dict[int, str]:
+    """Live processes of the Ray session under temp_dir, by pid: the ones that name its folder
+    (raylet, GCS, ...) and the descendants of this process that Ray has renamed ("ray::...", its workers)."""
+    table = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # gone meanwhile, or not a process
+            continue
+        if entry.name.isdigit() and fields[0] != "Z":  # a zombie is dead, only not yet reaped
+            table[int(entry.name)] = (int(fields[1]), cmdline)
+    ours = {os.getpid()}
+    for _ in range(8):  # descendants, a few generations down
+        ours |= {pid for pid, (parent, _) in table.items() if parent in ours}
+    return {pid: cmdline for pid, (_, cmdline) in table.items()
+            if temp_dir in cmdline or (pid in ours and cmdline.startswith("ray::"))}
+
+
+def start_local_ray(**resources):
+    """Start a private local Ray for one test module; yield; shut it down and check nothing is left.
+
+    HOME and TMPDIR point into a temporary folder (Ray writes ~/.ray and temp files), and the
+    folder is short: Ray's socket paths under it must stay below the 107 characters Unix allows.
+    PYTHONPATH makes this repository's `tests` importable by the workers, which load the
+    runners of these tests by name."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray is already running in this process")
+    root = tempfile.mkdtemp(prefix="automl-ray-", dir="/tmp")
+    temp_dir = os.path.join(root, "ray")
+    with pytest.MonkeyPatch.context() as env:  # Ray's processes keep this environment; ours gets its own back
+        env.setenv("HOME", root)
+        env.setenv("TMPDIR", root)
+        env.setenv("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
+        env.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="WARNING",
+                 log_to_driver=False, **resources)
+    try:
+        yield ray
+    finally:
+        session = ray_processes(temp_dir)  # before the shutdown: workers reparented after it are no longer ours
+        ray.shutdown()
+        deadline = time.monotonic() + 15
+        while (left := set(session) & set(ray_processes(temp_dir))) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left |= set(ray_processes(temp_dir))
+        shutil.rmtree(root, ignore_errors=True)
+        if not Path("/proc").is_dir():
+            return  # no process table to read (not Linux): the check below needs one
+        assert session, "no process of the Ray session was found: the check below would prove nothing"
+        assert not left, f"Ray processes outlived ray.shutdown(): {[session.get(p, p) for p in left]}"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    yield from start_local_ray()
+
+
+@pytest.fixture(params=["threads", "processes", "ray"])
 def make_executor(request):
     made = []
+    if request.param == "ray":
+        request.getfixturevalue("local_ray")
 
     def make(slots: int = 1):
         if request.param == "threads":
             executor = ThreadExecutor(run_trial, slots)
-        else:
+        elif request.param == "processes":
             executor = ProcessExecutor(setup, plan_slots("cpu", slots, cpu_count=slots))
+        else:
+            from automl.execution.ray_backend import RayExecutor
+
+            executor = RayExecutor(setup, workers=slots)
         made.append(executor)
         return executor
 
@@ -104,7 +175,8 @@ def make_executor(request):
 
 def needs_processes(make) -> None:
     if make.kind == "threads":
-        pytest.skip("a thread cannot be killed, and its crash is the driver's crash: only worker processes isolate")
+        pytest.skip("a thread cannot be killed, and its crash is the driver's crash: only worker processes "
+                    "and Ray actors isolate")
 
 
 def test_events_arrive_in_order_per_trial(make_executor):
