@@ -7,6 +7,7 @@ database before it is acted on, so a run killed at any moment resumes from there
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 import platform
@@ -113,6 +114,8 @@ class Agent:
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        if self.spec.execution.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise SpecError([("execution.backend", "'ray' needs Ray installed: pip install 'automl[ray]'")])
         plan = make_plan(self.spec, self.plugin_dirs)  # fails before anything is written
         device = resolve_device(self.spec.execution.device)
         with RunLock(self.run_dir):

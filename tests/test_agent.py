@@ -282,3 +282,14 @@ def test_trials_failing_in_a_row_abort_the_search_with_the_last_error(tmp_path):
     with pytest.raises(Exception, match=r"aborted: max_consecutive_failures \(3\).*this family always fails"):
         run(path)
     assert len(trials_of(tmp_path / "run")) == 3
+
+
+def test_ray_backend_without_ray_is_a_spec_error_before_anything_is_written(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    path = write_spec(tmp_path, execution={"backend": "ray"})
+    with pytest.raises(SpecError, match=r"execution.backend: 'ray' needs Ray installed: pip install 'automl\[ray\]'"):
+        run(path)
+    assert not (tmp_path / "run").exists()
