@@ -46,6 +46,29 @@ class Observation:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
+class TrialIds:
+    """Fresh trial ids `<prefix>0000`, `<prefix>0001`, ... that skip every id already seen.
+
+    Strategies mark the ids they are told of (replay) or asked to resume, so a rebuilt
+    strategy never hands out an id the run has used. `index` is the number in the last id
+    handed out (a seed for per-suggestion generators)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self.known: set[str] = set()
+        self.index = 0
+
+    def seen(self, trial_id: str) -> None:
+        self.known.add(trial_id)
+
+    def next(self) -> str:
+        while f"{self.prefix}{self.index:04d}" in self.known:
+            self.index += 1
+        trial_id = f"{self.prefix}{self.index:04d}"
+        self.known.add(trial_id)
+        return trial_id
+
+
 class NoOptions(BaseModel):
     """Options model of a strategy that takes none."""
 

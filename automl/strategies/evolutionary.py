@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automl.space import Choice, Float, Int, Param
-from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.strategies.base import Observation, Status, Strategy, Suggestion, TrialIds
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,8 @@ class EvolutionaryStrategy(Strategy):
         self._optimizer = None  # built at the first call: parallelism is set after __init__
         self._sequential = False  # nevergrad refuses num_workers > 1 for it: one trial at a time
         self._pending: dict[str, Any] = {}  # trial id -> the candidate nevergrad asked
-        self._known: set[str] = set()  # every id suggested, replayed or resumed
+        self._ids = TrialIds("ev")  # every id suggested, replayed or resumed
         self._told: set[str] = set()
-        self._count = 0
         self._best = math.inf
         self._worst = -math.inf
 
@@ -192,13 +191,6 @@ class EvolutionaryStrategy(Strategy):
 
     # -- the strategy contract ------------------------------------------------------------
 
-    def _next_id(self) -> str:
-        while f"ev{self._count:04d}" in self._known:
-            self._count += 1
-        trial_id = f"ev{self._count:04d}"
-        self._known.add(trial_id)
-        return trial_id
-
     def ask(self) -> Suggestion | None:
         optimizer = self._get_optimizer()
         if self._sequential and self._pending:
@@ -215,13 +207,13 @@ class EvolutionaryStrategy(Strategy):
             # non-daemon thread would stop the interpreter from ever exiting
             raise RuntimeError(f"nevergrad's {self.options.optimizer} failed to suggest a config ({failure}); "
                                f"try another optimizer, e.g. TwoPointsDE, DE, CMA or OnePlusOne")
-        trial_id = self._next_id()
+        trial_id = self._ids.next()
         self._pending[trial_id] = candidate
         return Suggestion(trial_id, self._decode(candidate.value), budget=self.max_budget)
 
     def resume_pending(self, suggestion: Suggestion) -> None:
         # it runs again under its id; its result arrives through tell() as a tell-not-asked
-        self._known.add(suggestion.trial_id)
+        self._ids.seen(suggestion.trial_id)
 
     def _loss(self, observation: Observation) -> float:
         loss = observation.loss
@@ -237,7 +229,7 @@ class EvolutionaryStrategy(Strategy):
         if observation.trial_id in self._told:
             log.debug("trial %s told twice; the second time is ignored", observation.trial_id)
             return
-        self._known.add(observation.trial_id)
+        self._ids.seen(observation.trial_id)
         self._told.add(observation.trial_id)
         loss = self._loss(observation)
         candidate = self._pending.pop(observation.trial_id, None)

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from automl.space import Choice, Float, Int, Param, SearchSpace
-from automl.strategies.base import Observation, Strategy, Suggestion
+from automl.strategies.base import Observation, Strategy, Suggestion, TrialIds
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,7 @@ class GridStrategy(Strategy):
         self._order = _Permutation(self._grid.size, seed) if self.options.shuffle else (lambda i: i)
         self._cursor = 0  # positions before it have been suggested or were already seen
         self._seen: set[tuple] = set()  # configs suggested, told or resumed
-        self._known: set[str] = set()
-        self._count = 0
+        self._ids = TrialIds("grid")
         log.debug("grid of %d points (resolution %d)", self._grid.size, self.options.resolution)
 
     @property
@@ -154,26 +153,19 @@ class GridStrategy(Strategy):
             self._cursor += 1  # told during replay: skip it
         return None
 
-    def _next_id(self) -> str:
-        while f"grid{self._count:04d}" in self._known:
-            self._count += 1
-        trial_id = f"grid{self._count:04d}"
-        self._known.add(trial_id)
-        return trial_id
-
     def ask(self) -> Suggestion | None:
         config = self._next_point()
         if config is None:
             return None
         self._cursor += 1
         self._seen.add(_key(self.space, config))
-        return Suggestion(self._next_id(), config, budget=self.max_budget)
+        return Suggestion(self._ids.next(), config, budget=self.max_budget)
 
     def is_finished(self) -> bool:
         return self._next_point() is None
 
     def _remember(self, trial_id: str, config: Mapping[str, Any]) -> None:
-        self._known.add(trial_id)
+        self._ids.seen(trial_id)
         self._seen.add(_key(self.space, config))
 
     def resume_pending(self, suggestion: Suggestion) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from automl.space import Choice, Float, Int, Param, SearchSpace
-from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.strategies.base import Observation, Status, Strategy, Suggestion, TrialIds
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,7 @@ class OracleStrategy(Strategy):
         self._tmp: tempfile.TemporaryDirectory | None = None  # keras-tuner's files when workdir is None
         self._ours: dict[str, str] = {}  # keras-tuner trial id -> our trial id
         self._kt: dict[str, str] = {}  # our trial id -> keras-tuner trial id
-        self._known: set[str] = set()  # every id of ours: suggested, told or pending
-        self._count = 0
+        self._ids = TrialIds()  # every id of ours: suggested, told or pending
         self._tuners = 0
         self._finished = False
 
@@ -298,13 +297,6 @@ class OracleStrategy(Strategy):
     def _bind(self, trial_id: str, kt_id: str) -> None:
         self._ours[kt_id], self._kt[trial_id] = trial_id, kt_id
 
-    def _new_id(self) -> str:
-        while f"{self._count:04d}" in self._known:
-            self._count += 1
-        trial_id = f"{self._count:04d}"
-        self._known.add(trial_id)
-        return trial_id
-
     def _add(self, trial_id: str, config: Mapping[str, Any], observation: Observation | None) -> None:
         problems = self.space.problems(dict(config))
         if problems:  # keras-tuner cannot place it: only its id is kept
@@ -338,12 +330,12 @@ class OracleStrategy(Strategy):
         if trial.status != RUNNING:
             self._finished = trial.status == STOPPED  # IDLE: waiting for running trials
             return None
-        trial_id = self._new_id()
+        trial_id = self._ids.next()
         self._bind(trial_id, trial.trial_id)
         return self._suggestion(trial_id, trial)
 
     def tell(self, observation: Observation) -> None:
-        self._known.add(observation.trial_id)
+        self._ids.seen(observation.trial_id)
         with quiet():
             kt_id = self._kt.get(observation.trial_id)
             if kt_id is None:
@@ -352,7 +344,7 @@ class OracleStrategy(Strategy):
                 self._end(kt_id, observation)
 
     def resume_pending(self, suggestion: Suggestion) -> None:
-        self._known.add(suggestion.trial_id)
+        self._ids.seen(suggestion.trial_id)
         if suggestion.trial_id not in self._kt:
             with quiet():
                 self._replay(suggestion.trial_id, suggestion.config, suggestion.budget, None, suggestion.resume_from)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from automl.strategies.base import Observation, Strategy, Suggestion
+from automl.strategies.base import Observation, Strategy, Suggestion, TrialIds
 
 
 class RandomStrategy(Strategy):
@@ -16,23 +16,15 @@ class RandomStrategy(Strategy):
 
     def __init__(self, space, *, seed, max_budget, options=None):
         super().__init__(space, seed=seed, max_budget=max_budget, options=options)
-        self._known: set[str] = set()
-        self._count = 0
-
-    def _next_index(self) -> int:
-        while f"{self._count:04d}" in self._known:
-            self._count += 1
-        return self._count
+        self._ids = TrialIds()
 
     def ask(self) -> Suggestion:
-        index = self._next_index()
-        rng = np.random.default_rng([self.seed, index])
-        trial_id = f"{index:04d}"
-        self._known.add(trial_id)
+        trial_id = self._ids.next()
+        rng = np.random.default_rng([self.seed, self._ids.index])
         return Suggestion(trial_id=trial_id, config=self.space.sample(rng), budget=self.max_budget)
 
     def resume_pending(self, suggestion: Suggestion) -> None:
-        self._known.add(suggestion.trial_id)
+        self._ids.seen(suggestion.trial_id)
 
     def tell(self, observation: Observation) -> None:
-        self._known.add(observation.trial_id)
+        self._ids.seen(observation.trial_id)
