@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from automl.space import Choice
-from automl.strategies import Observation, Status, Strategy, Suggestion
+from automl.strategies import Observation, Status, Strategy, Suggestion, TrialIds
 
 
 class LocalSearchOptions(BaseModel):
@@ -31,23 +31,15 @@ class LocalSearch(Strategy):
 
     def __init__(self, space, *, seed, max_budget, options=None):
         super().__init__(space, seed=seed, max_budget=max_budget, options=options)
-        self.known: set[str] = set()
+        self.ids = TrialIds("ls")  # fresh ids that skip those replayed or resumed
         self.best: tuple[float, dict] | None = None  # (loss, config)
-        self.count = 0
-
-    def _next_id(self) -> str:
-        while f"ls{self.count:04d}" in self.known:
-            self.count += 1
-        trial_id = f"ls{self.count:04d}"
-        self.known.add(trial_id)
-        return trial_id
 
     def ask(self) -> Suggestion:
-        trial_id = self._next_id()
+        trial_id = self.ids.next()
         # one generator per suggestion: reproducible, and a replayed strategy does not repeat itself
-        rng = np.random.default_rng([self.seed, self.count])
+        rng = np.random.default_rng([self.seed, self.ids.index])
         opts = self.options
-        if self.best is None or self.count < opts.n_initial or rng.uniform() < opts.explore:
+        if self.best is None or self.ids.index < opts.n_initial or rng.uniform() < opts.explore:
             config = self.space.sample(rng)
         else:
             config = self._perturb(self.best[1], rng)
@@ -67,10 +59,10 @@ class LocalSearch(Strategy):
         return self.space.from_unit(units)
 
     def resume_pending(self, suggestion: Suggestion) -> None:
-        self.known.add(suggestion.trial_id)
+        self.ids.seen(suggestion.trial_id)
 
     def tell(self, observation: Observation) -> None:
-        self.known.add(observation.trial_id)
+        self.ids.seen(observation.trial_id)
         if observation.status is Status.FAILED or observation.loss is None:
             return
         if self.best is None or observation.loss < self.best[0]:
