@@ -111,6 +111,7 @@ class SearchLoop:
         self._resubmit: list[TrialRequest] = []
         self._running: dict[str, TrialRequest] = {}
         self._failures_in_a_row = 0
+        self._started_at: dict[str, float] = {}  # trial id -> first start, for epoch timings
 
     def elapsed(self) -> float:
         return self.prior_elapsed + time.time() - self.start_time
@@ -300,9 +301,10 @@ class SearchLoop:
     def _handle(self, event: TrialEvent) -> None:
         store = self.store
         if event.kind == "started":
-            store.start_trial(event.trial_id, event.worker)
+            self._started_at[event.trial_id] = store.start_trial(event.trial_id, event.worker)
         elif event.kind == "epoch":
-            started = store.trial(event.trial_id).started_at or time.time()
+            # read once per trial, not per epoch (store.trial also loads the whole history)
+            started = self._started_at.get(event.trial_id) or store.trial(event.trial_id).started_at or time.time()
             store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), time.time() - started)
             self.observers.epoch(event.trial_id, event.epoch, event.metrics)
             value = event.metrics.get(self.metric, math.nan)

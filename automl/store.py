@@ -156,9 +156,11 @@ class TrialStore:
                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                     (trial_id, seq, family, _dumps(config), budget, resume_from, PENDING, time.time()))
 
-    def start_trial(self, trial_id: str, worker: str | None = None) -> None:
+    def start_trial(self, trial_id: str, worker: str | None = None) -> float:
+        """Mark it running; returns when it first started (a resumed trial keeps its first start)."""
         self._write("UPDATE trials SET status=?, started_at=COALESCE(started_at, ?), worker=? WHERE trial_id=?",
                     (RUNNING, time.time(), worker, trial_id))
+        return self._read("SELECT started_at FROM trials WHERE trial_id=?", (trial_id,))[0][0]
 
     def add_epoch(self, trial_id: str, epoch: int, metrics: dict[str, float], elapsed: float) -> None:
         # REPLACE: a trial resumed from its checkpoint may report the epoch in flight again
