@@ -141,7 +141,7 @@ class Agent:
                                           plan.metric_names)
         self.observers = Observers([tensorboard, *self.extra_observers])
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed)
-        self.trainer = Trainer(plan.data, settings, plan.families)  # the driver's own: final evaluation and export
+        self.settings = settings
         context = TrialContext(plan.data, settings, tuple(plan.families),
                                tuple(spec.plugins_dirs) + tuple(self.plugin_dirs), self.run_dir / "checkpoints")
         executor, workers = self._make_executor(context, device)
@@ -259,10 +259,12 @@ class Agent:
             hint = f" The last error: {(failed[-1].error or '').strip().splitlines()[-1]}." if failed and failed[-1].error else ""
             raise BudgetExhausted(f"no trial finished with a usable score ({stopped_because}; {len(failed)} failed)."
                                   f"{hint} See {self.run_dir / 'report.html'}.")
-        model = load_best_model(self.trainer, best.config, self.run_dir / "checkpoints" / f"{best.trial_id}.pt")
-        val = self.trainer.evaluate(model, self.trainer.X_val, plan.data.y_val)
-        X_test = torch.as_tensor(plan.data.X_test, device=self.trainer.device)
-        test = self.trainer.evaluate(model, X_test, plan.data.y_test)
+        # the driver's own trainer, made only now: during the search the data live in the workers
+        trainer = Trainer(plan.data, self.settings, plan.families)
+        model = load_best_model(trainer, best.config, self.run_dir / "checkpoints" / f"{best.trial_id}.pt")
+        val = trainer.evaluate(model, trainer.X_val, plan.data.y_val)
+        X_test = torch.as_tensor(plan.data.X_test, device=trainer.device)
+        test = trainer.evaluate(model, X_test, plan.data.y_test)
         model_info = export_model(model, plan.data, best.config, best.trial_id, plan.metric, self.run_dir / "model")
         final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val, "test": test,
                  "model": model_info, "finished_at": time.time(), "duration_s": duration,
