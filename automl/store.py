@@ -132,7 +132,9 @@ class TrialStore:
                 self._db.execute(sql, tuple(params))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # a signal can land after COMMIT succeeded: then there is nothing to roll back
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:

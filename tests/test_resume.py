@@ -86,7 +86,7 @@ def test_sigterm_stops_cleanly_with_exit_130_and_the_run_resumes(tmp_path):
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert "run the same command again to resume" in stderr
     finished, _ = snapshot(db)
     assert finished
@@ -108,3 +108,35 @@ def test_driver_killed_at_random_moments_loses_and_repeats_nothing(tmp_path):
     assert result["kills"] == 10
     assert result["completed_lost"] == 0 and result["trials_repeated"] == 0
     assert result["completed"] == result["trials"] == 10
+
+
+def test_an_interrupt_landing_just_after_commit_keeps_the_row_and_stays_an_interrupt(tmp_path):
+    """Ctrl-C or SIGTERM between COMMIT and the end of a write: the write is durable and the
+    interrupt reaches the command (exit 130), not a 'cannot rollback' error (exit 1)."""
+    store = TrialStore(tmp_path / "trials.db")
+
+    class InterruptAfterCommit:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            result = self.db.execute(sql, *args)
+            if sql == "COMMIT":
+                raise KeyboardInterrupt
+            return result
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    real = store._db
+    store._db = InterruptAfterCommit(real)
+    try:
+        store.add_trial("t0", {"x": 1})
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt was swallowed")
+    finally:
+        store._db = real
+    assert [t.trial_id for t in store.trials()] == ["t0"]
+    store.close()
