@@ -54,15 +54,75 @@ class NpzData(_Model):
     path: Path
     x_key: str = "X"
     y_key: str = "y"
+    kind: Literal["auto", "tabular", "image", "sequence"] = Field(
+        "auto", description="What X holds. auto: (n, features) tabular, (n, C, H, W) image, (n, H, W) image when "
+                            "H == W, else a sequence (n, length, channels); (n, length) is a sequence only when "
+                            "kind is 'sequence'.")
 
 
-DataSource = Annotated[Union[BuiltinData, CsvData, NpzData], Field(discriminator="source")]
+class ImageFolderData(_Model):
+    source: Literal["images"]
+    path: Path = Field(description="Folder with one sub-folder of PNG/JPEG files per class.")
+    image_size: Optional[tuple[int, int]] = Field(
+        None, description="(height, width) every image is resized to; default: chosen from the images' sizes.")
+    color: Literal["auto", "grayscale", "rgb"] = Field(
+        "auto", description="auto: grayscale when every image is, else RGB.")
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value):
+        if value is not None and min(value) < 4:
+            raise ValueError(f"image_size {list(value)} is too small; give (height, width), each at least 4")
+        return value
+
+
+class SequenceCsvData(_Model):
+    source: Literal["sequence_csv"]
+    path: Path
+    target: str = Field(min_length=1, description="Column to predict (constant within a sequence in long layout).")
+    layout: Literal["wide", "long"] = Field(
+        "wide", description="wide: one row per sequence, one column per time step. long: one row per time step, "
+                            "rows of a sequence share id_column.")
+    id_column: Optional[str] = Field(None, description="long layout: the column naming each row's sequence.")
+    time_column: Optional[str] = Field(None, description="long layout: orders the steps of a sequence (default: file order).")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    drop: tuple[str, ...] = Field((), description="Columns to ignore.")
+
+    @model_validator(mode="after")
+    def _long_needs_id(self) -> "SequenceCsvData":
+        if self.layout == "long" and not self.id_column:
+            raise ValueError("layout 'long' needs id_column: the column that names the sequence of each row")
+        if self.layout == "wide" and (self.id_column or self.time_column):
+            raise ValueError("id_column and time_column apply to layout 'long' only")
+        return self
+
+
+class TextCsvData(_Model):
+    source: Literal["text_csv"]
+    path: Path
+    text_column: str = Field(min_length=1, description="Column holding the text.")
+    target: str = Field(min_length=1, description="Column to predict.")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    max_length: Optional[int] = Field(
+        None, ge=4, le=4096, description="Tokens kept per text; default: the 95th percentile of training lengths, "
+                                         "at most 256.")
+    max_vocab: int = Field(20000, ge=10, description="Most frequent training words kept; the rest become <unk>.")
+    min_count: int = Field(1, ge=1, description="A word needs this many training occurrences to enter the vocabulary.")
+    lowercase: bool = True
+
+
+DataSource = Annotated[Union[BuiltinData, CsvData, NpzData, ImageFolderData, SequenceCsvData, TextCsvData],
+                       Field(discriminator="source")]
+DATA_SOURCES = ("builtin", "csv", "npz", "images", "sequence_csv", "text_csv")
 
 
 class SplitSpec(_Model):
     validation: float = Field(0.2, gt=0, lt=1, description="Fraction of the non-test data used for validation.")
     test: float = Field(0.2, gt=0, lt=1, description="Fraction of all data held out; never seen by the search.")
     stratify: bool = Field(True, description="Stratify splits by class for classification.")
+    cv_folds: Optional[int] = Field(
+        None, ge=2, le=20, description="k-fold cross-validation on the non-test rows instead of one validation "
+                                       "split: a trial trains k models and scores their mean (spread recorded).")
 
 
 class BudgetSpec(_Model):
@@ -153,6 +213,12 @@ class ExecutionSpec(_Model):
         return value
 
 
+class EnsembleSpec(_Model):
+    enabled: bool = Field(True, description="Build a greedy ensemble (Caruana et al. 2004) of the best trials.")
+    candidates: int = Field(10, ge=2, description="The best trials by validation score the ensemble draws from.")
+    rounds: int = Field(25, ge=1, description="Greedy selection steps (with replacement): the ensemble's size.")
+
+
 class TaskSpec(_Model):
     """The whole run spec."""
 
@@ -163,6 +229,12 @@ class TaskSpec(_Model):
     metric: Optional[MetricName] = Field(None, description="Selection metric; default accuracy / rmse.")
     direction: Optional[Literal["maximize", "minimize"]] = Field(None, description="Implied by the metric; checked if given.")
     metrics: tuple[MetricName, ...] = Field((), description="Extra metrics to report.")
+    loss: Literal["auto", "mse", "mae", "huber"] = Field(
+        "auto", description="Regression training loss (auto: mse); classification always trains with cross-entropy.")
+    refit: Union[bool, Literal["auto"]] = Field(
+        "auto", description="Retrain the best configuration on train+validation after the search; auto: when the "
+                            "non-test rows number at most 20000.")
+    ensemble: EnsembleSpec = EnsembleSpec()
     split: SplitSpec = SplitSpec()
     budget: BudgetSpec = BudgetSpec()
     strategy: StrategySpec = StrategySpec()
@@ -181,6 +253,9 @@ class TaskSpec(_Model):
                                 f"{', '.join(m for m, (_, t) in METRICS.items() if self.task in t)}")
             if self.direction is not None and self.direction != direction:
                 problems.append(f"metric {self.metric!r} is to {direction}, but direction says {self.direction}")
+        if self.task == "classification" and self.loss != "auto":
+            problems.append(f"loss {self.loss!r} is for regression; classification trains with cross-entropy "
+                            "(remove loss or set task to regression)")
         if self.task is not None:
             for extra in self.metrics:
                 if self.task not in METRICS[extra][1]:
@@ -200,7 +275,7 @@ def _format_loc(loc: tuple) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("builtin", "csv", "npz") and parts == ["data"]:
+        elif item in DATA_SOURCES and parts == ["data"]:
             continue  # discriminator tag pydantic adds; the user's path has no such key
         else:
             parts.append(("." if parts else "") + str(item))
@@ -264,11 +339,12 @@ def load_spec(path: str | Path) -> TaskSpec:
 def spec_fingerprint(spec: TaskSpec) -> dict[str, Any]:
     """The parts of a spec that define the search; a change in them refuses a resume.
 
-    Budgets may grow (resume with more trials) and the output/device may move without
-    invalidating what was learned, so they are left out.
+    Budgets may grow (resume with more trials), the output/device may move and the steps
+    after the search (refit, ensemble) may change without invalidating what was learned,
+    so they are left out.
     """
     data = json.loads(spec.model_dump_json())
-    for key in ("output", "execution", "plugins_dirs"):
+    for key in ("output", "execution", "plugins_dirs", "refit", "ensemble"):  # after the search: free to change
         data.pop(key, None)
     data["budget"] = {k: v for k, v in data["budget"].items()
                       if k not in ("max_trials", "max_time", "max_failed", "max_trial_time", "max_consecutive_failures")}
