@@ -164,6 +164,57 @@ def plugins(plugins_dirs):
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), default="predictions.csv", show_default=True,
+              help="CSV to write: id, prediction and, for classification, one probability column per class.")
+@click.option("--model", "which", type=click.Choice(["default", "single", "ensemble"]), default="default",
+              show_default=True, help="default: the model the run chose (the ensemble when it beat the best "
+                                      "single model on validation).")
+def predict(run_dir, input_path, out, which):
+    """Predict INPUT (a CSV, an .npz or an image folder, like the training data) with a run's model."""
+    from automl.predict import predict_file
+
+    try:
+        table = predict_file(Path(run_dir), Path(input_path), which)
+    except AutoMLError as error:
+        _fail(error)
+    table.to_csv(out, index=False)
+    click.echo(f"{len(table)} prediction(s) written to {out}")
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--target", help="Column to predict (CSV); default: a column named target/label/class/y, "
+                               "else the last one.")
+@click.option("--out", type=click.Path(dir_okay=False), default="spec.json", show_default=True)
+@click.option("--name", help="Run name (default: from the file name).")
+@click.option("--force", is_flag=True, help="Replace an existing spec file.")
+def init(data, target, out, name, force):
+    """Profile DATA (a CSV, an .npz or an image folder) and write a starter spec with the agent's choices."""
+    import os
+
+    from automl.init_spec import draft_spec
+
+    out_path = Path(out)
+    if out_path.exists() and not force:
+        click.echo(f"error: {out} exists; choose another --out or add --force to replace it", err=True)
+        sys.exit(2)
+    try:
+        document, reasons = draft_spec(Path(data), target, name)
+    except AutoMLError as error:
+        _fail(error)
+    # the data path relative to the spec, as load_spec resolves it, so the pair can move together
+    folder = out_path.resolve().parent
+    document["data"]["path"] = os.path.relpath(document["data"]["path"], folder)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(document, indent=2) + "\n")
+    for reason in reasons:
+        click.echo(f"  {reason}")
+    click.echo(f"spec written to {out}; run it with: automl run {out}")
+
+
+@main.command()
 def schema():
     """Print the JSON schema of the spec (for editors)."""
     from automl.spec import json_schema

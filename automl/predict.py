@@ -1,0 +1,80 @@
+"""`automl predict`: the exported model applied to a new file, with the training preprocessing.
+
+Only the run's model/ folder is read: model.json says which data kind the model was
+trained on (so the new file is read the same way), the fitted preprocessor turns it into
+model inputs, and the TorchScript model needs none of the training code.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from automl.errors import AutoMLError, DataError
+
+BATCH = 4096
+MODEL_CHOICES = ("default", "single", "ensemble")
+
+
+class PredictError(AutoMLError):
+    """The run directory holds no usable model, or the model asked for is not there."""
+
+
+def load_facts(run_dir: Path) -> dict:
+    path = run_dir / "model" / "model.json"
+    if not path.is_file():
+        raise PredictError(f"{run_dir}: no exported model (model/model.json missing); the run has not finished - "
+                           f"run it to the end with `automl run`, then predict")
+    return json.loads(path.read_text())
+
+
+def model_file(run_dir: Path, facts: dict, which: str) -> Path:
+    files = facts["files"]
+    if which == "default":
+        which = facts.get("default", "single")
+    key = {"single": "torchscript", "ensemble": "ensemble"}[which]
+    if key not in files:
+        raise PredictError(f"{run_dir}: this run exported no {which} model (the ensemble needs at least two "
+                           "different trials chosen); use --model single")
+    return run_dir / "model" / files[key]
+
+
+def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "default") -> pd.DataFrame:
+    """One row per input sample: its id, the prediction and, for classification, the class probabilities."""
+    import torch
+
+    from automl.data.inputs import read_inputs
+
+    run_dir, input_path = Path(run_dir), Path(input_path)
+    facts = load_facts(run_dir)
+    path = model_file(run_dir, facts, which)
+    with open(run_dir / "model" / facts["files"]["preprocessor"], "rb") as handle:
+        preprocessor = pickle.load(handle)
+    features, ids = read_inputs(facts["data"], input_path)
+    X = preprocessor.transform(features) if preprocessor is not None else features
+    X = np.asarray(X, dtype=np.dtype(facts.get("input_dtype", "float32")))
+    expected = tuple(facts["input_shape"])
+    if tuple(X.shape[1:]) != expected:
+        raise DataError(f"{input_path}: gives inputs of shape {tuple(X.shape[1:])} per sample, the model expects "
+                        f"{expected}; give a file laid out like the training data")
+    model = torch.jit.load(str(path), map_location="cpu").eval()
+    with torch.no_grad():
+        out = np.concatenate([model(torch.as_tensor(X[i:i + BATCH])).numpy() for i in range(0, len(X), BATCH)]) \
+            if len(X) else np.zeros((0,))
+    return _table(ids, out, facts)
+
+
+def _table(ids: list[str], out: np.ndarray, facts: dict) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": ids})
+    if facts["task"] == "classification":
+        names = facts["class_names"]
+        out = out.reshape(len(ids), len(names))
+        frame["prediction"] = [names[i] for i in out.argmax(axis=1)]
+        for k, name in enumerate(names):
+            frame[f"proba_{name}"] = out[:, k]
+    else:
+        frame["prediction"] = out.reshape(-1)
+    return frame
