@@ -36,7 +36,8 @@ from automl.store import TrialStore, best_trial
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
 from automl.training.runner import TrialContext, build_runner
-from automl.training.trainer import TrainSettings, Trainer, load_best_model
+from automl.training.trainer import TrainSettings, Trainer
+from automl.final_models import FinalModels
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
         raise SpecError([("metric", f"{metric!r} does not apply to {task} (the task inferred from the data); "
                                     f"use one of {', '.join(m for m, (_, t) in METRICS.items() if task in t)} "
                                     "or set `task`")])
+    if task == "classification" and spec.loss != "auto":
+        raise SpecError([("loss", f"{spec.loss!r} is a regression loss, but the task is classification (inferred "
+                                  "from the data); remove loss, or set task to regression")])
     bad = [m for m in spec.metrics if task not in METRICS[m][1]]
     if bad:
         raise SpecError([("metrics", f"{', '.join(bad)} do(es) not apply to {task}")])
@@ -140,7 +144,8 @@ class Agent:
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
         self.observers = Observers([tensorboard, *self.extra_observers])
-        settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed)
+        settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed,
+                                 loss=spec.loss)
         self.settings = settings
         context = TrialContext(plan.data, settings, tuple(plan.families),
                                tuple(spec.plugins_dirs) + tuple(self.plugin_dirs), self.run_dir / "checkpoints")
@@ -261,12 +266,27 @@ class Agent:
                                   f"{hint} See {self.run_dir / 'report.html'}.")
         # the driver's own trainer, made only now: during the search the data live in the workers
         trainer = Trainer(plan.data, self.settings, plan.families)
-        model = load_best_model(trainer, best.config, self.run_dir / "checkpoints" / f"{best.trial_id}.pt")
-        val = trainer.evaluate(model, trainer.X_val, plan.data.y_val)
-        X_test = torch.as_tensor(plan.data.X_test, device=trainer.device)
-        test = trainer.evaluate(model, X_test, plan.data.y_test)
-        model_info = export_model(model, plan.data, best.config, best.trial_id, plan.metric, self.run_dir / "model")
-        final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val, "test": test,
+        final_models = FinalModels(self, plan, trainer)
+        model = final_models.trained(best)
+        val = {k: v for k, v in best.metrics.items() if k in plan.metric_names}  # CV: the mean over folds
+        models = {"search": {"trial_id": best.trial_id, "val": val, "test": final_models.test_metrics(model)}}
+        exported = model
+        if final_models.refit_wanted():
+            epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
+            exported = trainer.fit_full(best.trial_id, final_models.trained_config(best), epochs)
+            models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
+                               "test": final_models.test_metrics(exported)}
+        ensemble_net, ensemble = final_models.ensemble(trials)
+        if ensemble is not None:
+            models["ensemble"] = ensemble
+        default = "ensemble" if ensemble is not None and ensemble["beats_single"] else ("refit" if "refit" in models
+                                                                                       else "search")
+        model_info = export_model(exported, plan.data, best.config, best.trial_id, plan.metric, self.run_dir / "model",
+                                  data_source=self.spec.data.model_dump(mode="json"), ensemble=ensemble_net,
+                                  default="ensemble" if default == "ensemble" else "single",
+                                  single="refit" if "refit" in models else "search")
+        final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val,
+                 "test": models[default]["test"], "models": models, "default_model": default,
                  "model": model_info, "finished_at": time.time(), "duration_s": duration,
                  "stopped_because": stopped_because}
         store.set_meta("final", final)

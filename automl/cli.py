@@ -97,9 +97,12 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
     finally:
         signal.signal(signal.SIGTERM, previous)
     metric = summary["metric"]
-    test = summary["test"].get(metric)
     click.echo(f"best trial {summary['best_trial_id']} ({summary['best_family']}): "
-               f"validation {metric} {summary['val'][metric]:.4f}, test {metric} {test:.4f}")
+               f"validation {metric} {summary['val'][metric]:.4f}")
+    labels = {"search": "best single model", "refit": "refit on train+validation", "ensemble": "ensemble"}
+    for key, entry in summary.get("models", {}).items():
+        chosen = " (used by predict)" if key == summary.get("default_model") else ""
+        click.echo(f"  {labels.get(key, key)}: test {metric} {entry['test'].get(metric, float('nan')):.4f}{chosen}")
     click.echo(f"stopped: {summary['stopped_because']}; {summary['duration_s']:.1f} s")
     click.echo(f"report: {summary['report'].get('html', '-')}")
     click.echo(f"model: {Path(summary['run_dir']) / summary['model']['path']}")

@@ -2,8 +2,9 @@
 
 model/model.pt is TorchScript: `torch.jit.load` gives a module that maps preprocessed
 inputs to class probabilities (classification) or predictions in the target's units
-(regression). model/preprocessor.pkl holds the fitted input transform (scikit-learn),
-model/model.json the facts needed to use both.
+(regression); model/ensemble.pt, when the run built an ensemble, is the same for the
+weighted ensemble. model/preprocessor.pkl holds the fitted input transform
+(scikit-learn style), model/model.json the facts needed to use them.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ HOW_TO_LOAD = """\
 import pickle, torch
 model = torch.jit.load("model/model.pt")            # no automl import needed
 prep = pickle.load(open("model/preprocessor.pkl", "rb"))  # None when inputs need no transform
-X = prep.transform(raw_rows) if prep is not None else raw_array   # float32, shape (n, *input_shape)
-out = model(torch.as_tensor(X, dtype=torch.float32))  # class probabilities, or predictions
+X = prep.transform(raw_rows) if prep is not None else raw_array   # shape (n, *input_shape)
+out = model(torch.as_tensor(X))  # class probabilities, or predictions (text: X holds int64 token ids)
 """
 
 
@@ -43,16 +44,30 @@ class ExportedModel(nn.Module):
         return out.squeeze(1) * self.y_std + self.y_mean
 
 
-def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], trial_id: str,
-                 metric: str, out_dir: Path) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    profile = data.profile
-    module = ExportedModel(net.cpu().eval(), profile.task == "classification", data.y_mean, data.y_std).eval()
+def _trace(net: nn.Module, data: PreparedData, path: Path) -> None:
+    module = ExportedModel(net.cpu().eval(), data.profile.task == "classification", data.y_mean, data.y_std).eval()
     example = torch.as_tensor(data.X_test[:2] if len(data.X_test) >= 2 else data.X_train[:2])
     with torch.no_grad():
         scripted = torch.jit.trace(module, example)
-    scripted.save(str(out_dir / "model.pt"))
+    scripted.save(str(path))
+
+
+def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], trial_id: str, metric: str,
+                 out_dir: Path, *, data_source: Mapping[str, Any] | None = None, ensemble: nn.Module | None = None,
+                 default: str = "single", single: str = "search") -> dict[str, Any]:
+    """model.pt (the single best model), ensemble.pt when there is an ensemble, and what
+    `automl predict` needs to read new data the way the training data were read. `single` says
+    what model.pt holds: the best trial's model ("search") or its configuration refit ("refit")."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    profile = data.profile
+    _trace(net, data, out_dir / "model.pt")
     torch.save(net.state_dict(), out_dir / "state_dict.pt")
+    files = {"torchscript": "model.pt", "state_dict": "state_dict.pt", "preprocessor": "preprocessor.pkl"}
+    if ensemble is not None:
+        _trace(ensemble, data, out_dir / "ensemble.pt")
+        files["ensemble"] = "ensemble.pt"
+    else:
+        (out_dir / "ensemble.pt").unlink(missing_ok=True)  # a rerun without an ensemble leaves no stale one
     with open(out_dir / "preprocessor.pkl", "wb") as handle:
         pickle.dump(data.preprocessor, handle)
     facts = {
@@ -61,11 +76,17 @@ def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], 
         "config": dict(config),
         "task": profile.task,
         "metric": metric,
+        "modality": profile.modality,
         "input_shape": list(profile.input_shape),
+        "input_dtype": str(data.X_train.dtype),
         "class_names": list(profile.class_names) if profile.class_names else None,
         "target": profile.target,
+        "data": dict(data_source) if data_source is not None else None,
         "outputs": "class probabilities" if profile.task == "classification" else "predictions",
-        "files": {"torchscript": "model.pt", "state_dict": "state_dict.pt", "preprocessor": "preprocessor.pkl"},
+        "default": default if ensemble is not None else "single",
+        "single": single,
+        "files": files,
     }
     (out_dir / "model.json").write_text(json.dumps(facts, indent=2))
-    return {"path": "model/model.pt", "format": "torchscript", "how": HOW_TO_LOAD}
+    return {"path": "model/model.pt", "format": "torchscript", "how": HOW_TO_LOAD,
+            **({"ensemble_path": "model/ensemble.pt"} if ensemble is not None else {})}

@@ -15,6 +15,8 @@ from automl.space import Choice, Condition, Float, Param, SearchSpace
 from automl.spec import FamiliesSpec
 
 BATCH_SIZES = (32, 64, 128, 256)
+FIRST_ORDER = ("adam", "adamw", "sgd")
+LBFGS_MAX_TRAIN = 5000  # L-BFGS trains full batch: offered only while the training split is one cheap batch
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,18 @@ def choose_families(profile: Profile, families: dict[str, Family], spec: Familie
 def training_params(profile: Profile) -> list[Param]:
     """Hyperparameters of the optimisation itself, shared by every family."""
     batch_sizes = tuple(b for b in BATCH_SIZES if b <= max(profile.n_train, BATCH_SIZES[0]))
+    optimizers = FIRST_ORDER + (("lbfgs",) if profile.n_train <= LBFGS_MAX_TRAIN else ())
+    first_order = Condition("optimizer", FIRST_ORDER)  # L-BFGS has no weight decay; clipping breaks its line search
+    sgd = Condition("optimizer", ("sgd",))
     return [
-        Choice("optimizer", ("adam", "adamw", "sgd")),
+        Choice("optimizer", optimizers),
         Float("lr", 1e-4, 3e-2, log=True),
-        Float("momentum", 0.5, 0.99, condition=Condition("optimizer", ("sgd",))),
-        Float("weight_decay", 1e-6, 1e-2, log=True),
-        Choice("batch_size", batch_sizes),
-        Choice("lr_schedule", ("constant", "cosine")),
+        Float("momentum", 0.5, 0.99, condition=sgd),
+        Choice("nesterov", (False, True), condition=sgd),
+        Float("weight_decay", 1e-6, 1e-2, log=True, condition=first_order),
+        Choice("batch_size", batch_sizes),  # L-BFGS: rows per gradient chunk of its full batch (memory only)
+        Choice("lr_schedule", ("constant", "cosine", "one_cycle")),
+        Choice("grad_clip", (0.0, 1.0, 5.0), condition=first_order),  # max gradient norm; 0 is off
     ]
 
 

@@ -57,7 +57,8 @@ def faulty_spec(tmp_path, monkeypatch, mode, **budget):
     (tmp_path / "plugins" / "faulty.py").write_text(FAULTY_FAMILY.replace("MODE", repr(mode)))
     monkeypatch.setenv("AUTOML_TEST_MARKER", str(tmp_path / "marker"))
     return write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"}, plugins_dirs=["plugins"],
-                      families={"include": ["faulty"], "overrides": {"batch_size": {"choices": [32]}}},
+                      families={"include": ["faulty"], "overrides": {"batch_size": {"choices": [32]},
+                                                                     "optimizer": {"choices": ["adam"]}}},
                       budget={"max_trials": 2, "max_epochs": 8, "patience": None, **budget},
                       execution={"isolation": "processes", "retries": 1})
 

@@ -71,7 +71,8 @@ def target_values(column: pd.Series, lines: np.ndarray, name: str, target: str, 
     if empty.size:
         shown = ", ".join(str(lines[i]) for i in empty[:5])
         raise DataError(f"{name}: target column {target!r} is empty on line(s) {shown}"
-                        f"{f' ({empty.size} rows in all)' if empty.size > 5 else ''}; fill in those values or remove the rows")
+                        f"{f' ({empty.size} rows in all)' if empty.size > 5 else ''}; "
+                        "fill in those values or remove the rows")
     numbers = parse_numbers(column)
     bad = np.flatnonzero(numbers.isna().to_numpy())
     if bad.size == 0:

@@ -47,19 +47,17 @@ class ImageFileReader(BaseEstimator, TransformerMixin):
         channels = 1 if self.mode == "L" else 3
         out = np.empty((len(X), channels, height, width), dtype=np.uint8)
         for i, path in enumerate(X):
-            image = _open(Path(path)).convert(self.mode).resize((width, height), Image.BILINEAR)
-            pixels = np.asarray(image, dtype=np.uint8)
+            pixels = np.asarray(_load(Path(path), self.mode, (width, height)), dtype=np.uint8)
             out[i] = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
         return out
 
 
-def _open(path: Path) -> Image.Image:
+def _load(path: Path, mode: str, size: tuple[int, int]) -> Image.Image:
     try:
-        image = Image.open(path)
-        image.load()
-        return image
+        with Image.open(path) as image:
+            return image.convert(mode).resize(size, Image.BILINEAR)
     except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(f"{path}: Pillow cannot read this image ({error}); replace or remove the file") from None
+        raise _unreadable(path, error) from None
 
 
 def image_preprocessor(size: tuple[int, int], grayscale: bool) -> Pipeline:
@@ -111,7 +109,7 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
         with Image.open(path) as image:
             return (image.height, image.width), image.mode
     except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(f"{path}: Pillow cannot read this image ({error}); replace or remove the file") from None
+        raise _unreadable(path, error) from None
 
 
 def choose_size(sizes) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -120,3 +118,7 @@ def choose_size(sizes) -> tuple[tuple[int, int], tuple[int, int]]:
     factor = min(1.0, MAX_SIDE / max(median))
     size = tuple(max(MIN_SIDE, int(round(side * factor))) for side in median)
     return size, median
+
+
+def _unreadable(path: Path, error: Exception) -> DataError:
+    return DataError(f"{path}: Pillow cannot read this image ({error}); replace or remove the file")

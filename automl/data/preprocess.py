@@ -6,7 +6,9 @@ and kept with the model, so `predict` replays exactly the same transform on new 
 - CSV: `frame_preprocessor` takes a raw pandas DataFrame of the feature columns
   (strings or already-typed values, extra columns ignored).
 - tabular arrays (builtin, npz): a plain StandardScaler.
-- images: `ImageScaler` takes (n, features), (n, H, W) or (n, C, H, W) arrays.
+- images: `ImageScaler` takes (n, features), (n, H, W) or (n, C, H, W) arrays; image
+  folders put `images.ImageFileReader` (file paths -> pixels) in front of it.
+- sequences: `sequences.SequenceScaler`; text: `text.TextEncoder` (int64 token ids).
 """
 from __future__ import annotations
 
@@ -112,7 +114,8 @@ class FrameCoercer(BaseEstimator, TransformerMixin):
             raise DataError("the preprocessor expects a pandas DataFrame with the feature columns")
         missing = [c for c in (*self.numeric, *self.categorical) if c not in X.columns]
         if missing:
-            raise DataError(f"feature column(s) missing from the input: {', '.join(map(repr, missing))}")
+            raise DataError(f"feature column(s) missing from the input: {', '.join(map(repr, missing))}; "
+                            "give a file with the columns of the training file")
         out = {name: parse_numbers(X[name]).to_numpy() for name in self.numeric}
         out.update({name: X[name].map(_category_text).astype(object).to_numpy() for name in self.categorical})
         return pd.DataFrame(out, columns=[*self.numeric, *self.categorical], index=X.index)

@@ -27,6 +27,7 @@ def build_profile(
     feature_kinds: dict[str, int] | None = None,
     missing_values: int = 0,
     notes: tuple[str, ...] = (),
+    vocab_size: int | None = None,
 ) -> Profile:
     """`labels` are the encoded classes (0..K-1) of all rows, for classification only."""
     n_train, n_val, n_test = split_sizes
@@ -65,4 +66,5 @@ def build_profile(
         imbalance=imbalance,
         missing_values=int(missing_values),
         notes=tuple(facts),
+        vocab_size=vocab_size,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from automl.families.base import ACTIVATIONS, Family, output_size
+from automl.families.base import Family, output_size
 from automl.families.sequence_input import POOLS, InputStem, head
 from automl.space import Choice, Condition, Float, Int
 
@@ -17,12 +17,13 @@ class EmbeddingBagNet(nn.Module):
         layers: list[nn.Module] = []
         width_in = self.stem.width
         for _ in range(config["depth"]):
-            layers += [nn.Linear(width_in, config["width"]), ACTIVATIONS["relu"]()]
+            layers += [nn.Linear(width_in, config["width"]), nn.ReLU()]
             if config["dropout"] > 0:
                 layers.append(nn.Dropout(config["dropout"]))
             width_in = config["width"]
         self.hidden = nn.Sequential(*layers)
-        self.head = head(width_in, output_size(profile), config["dropout"] if not layers else 0.0)
+        head_dropout = config["dropout"] if config["depth"] == 0 else 0.0  # hidden layers already end in dropout
+        self.head = head(width_in, output_size(profile), head_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         embedded, mask = self.stem(x)

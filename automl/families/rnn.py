@@ -59,7 +59,7 @@ class RNNFamily(Family):
         steps = sequence_length(profile)
         if steps > MAX_STEPS:
             return False, f"recurrent steps run one after another; too slow for {steps} steps (limit {MAX_STEPS})"
-        return True, f"a recurrent net reads the {steps} steps in order, which {MAX_STEPS} steps or fewer keep affordable"
+        return True, f"a recurrent net reads the {steps} steps in order, affordable up to {MAX_STEPS} steps"
 
     def space(self, profile):
         return embed_dim_param(profile) + [

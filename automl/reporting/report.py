@@ -159,6 +159,8 @@ def _results(meta: dict[str, Any], trials: list[TrialRecord], run_dir: Path) -> 
         "best": best,
         "test": (final or {}).get("test"),
         "final_val": (final or {}).get("val"),
+        "models": (final or {}).get("models"),
+        "default_model": (final or {}).get("default_model"),
         "trials": {"completed": by_status["COMPLETE"], "failed": by_status["FAILED"], "pruned": by_status["PRUNED"],
                    "running": by_status["RUNNING"], "pending": by_status["PENDING"], "total": len(trials)},
         "duration_s": duration,
@@ -336,6 +338,9 @@ def _sections(r: dict[str, Any], images: Iterable[str]) -> list[tuple[str, list[
                    [(n, _fmt(best["val"].get(n)), _fmt(test.get(n)) if r["test"] else "—") for n in names])]
         out.append(("Best model", blocks))
 
+    if r.get("models"):
+        out.append(("Final models: single best, refit and ensemble on the test split", _model_blocks(r)))
+
     model = r["model"]
     if model:
         blocks = [("table", ("", ""), [("File", str(model.get("path", "—")) + ("" if model.get("exists", True)
@@ -368,6 +373,35 @@ def _sections(r: dict[str, Any], images: Iterable[str]) -> list[tuple[str, list[
     facts += [(f"{k} version", str(v)) for k, v in sorted((run.get("versions") or {}).items())]
     out.append(("Run facts", [("table", ("", ""), facts)]))
     return out
+
+
+MODEL_TITLES = {"search": "Best single model (as trained in the search)",
+                "refit": "Best configuration refit on train+validation",
+                "ensemble": "Greedy ensemble of the best trials"}
+
+
+def _model_blocks(r: dict[str, Any]) -> list[tuple]:
+    """The models made after the search, side by side on the test split."""
+    metric, models = r["metric"], r["models"]
+    rows = []
+    for key, title in MODEL_TITLES.items():
+        entry = models.get(key)
+        if not entry:
+            continue
+        used = " (used by `automl predict`)" if key == r.get("default_model") else ""
+        rows.append((title + used, _fmt((entry.get("val") or {}).get(metric)), _fmt((entry.get("test") or {}).get(metric))))
+    blocks: list[tuple] = [("table", ("Model", f"Validation {metric}", f"Test {metric}"), rows)]
+    refit = models.get("refit")
+    if refit:
+        blocks.append(("p", f"The refit trained for {refit.get('epochs')} epochs (the best epoch of the search) on "
+                            f"{refit.get('rows')} rows; it has no validation score of its own."))
+    ensemble = models.get("ensemble")
+    if ensemble:
+        blocks.append(("table", ("Ensemble member", "Family", "Weight"),
+                       [(m["trial_id"], m.get("family") or "", _fmt(m["weight"])) for m in ensemble["members"]]))
+        blocks.append(("p", "Members and weights were chosen greedily on the validation predictions "
+                            "(Caruana et al. 2004), so its validation score is optimistic; the test column is not."))
+    return blocks
 
 
 def _subtitle(r: dict[str, Any]) -> str:

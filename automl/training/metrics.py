@@ -64,3 +64,11 @@ def regression_metrics(names, y_true: np.ndarray, y_pred: np.ndarray) -> dict[st
 def to_loss(value: float, direction: str) -> float:
     """Strategies minimise: flip metrics that are maximised."""
     return -value if direction == "maximize" else value
+
+
+def summarize_folds(per_fold: list[dict[str, float]], metric_names) -> dict[str, float]:
+    """Cross-validation: the mean over folds of every value, plus `<metric>_std` for each metric."""
+    summary = {key: float(np.mean([fold[key] for fold in per_fold])) for key in per_fold[0]}
+    for name in metric_names:
+        summary[f"{name}_std"] = float(np.std([fold[name] for fold in per_fold]))
+    return summary

@@ -6,18 +6,31 @@ validates, writes a checkpoint (atomic), and calls `report(epoch, metrics)`; a T
 answer stops the trial (pruned by the strategy or stopped by the driver). A promoted
 trial starts from another trial's checkpoint; an interrupted trial resumes from its
 own. The trainer knows nothing of strategies.
+
+With k-fold cross-validation (`data.cv`) a trial trains k models in lockstep, one per
+fold: every epoch trains and validates each, and the epoch's metrics are the means
+over the folds (plus `<metric>_std`), so pruning and early stopping see the mean.
+
+Checkpoint layout (one dict, written with `save_atomic`):
+    epoch, bad_epochs, config, torch_rng,
+    members: one entry per model (one for holdout, k for CV), each with
+        model, optimizer, scheduler, schedule_steps, scaler, generator
+    best: None, or {loss, metrics, epoch, states: [model state per member],
+        val_pred: the best epoch's validation predictions in `Trainer.predict` form:
+        holdout on X_val, CV out-of-fold for every row of X_train}
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
 import threading
+import warnings
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,12 +39,22 @@ from torch import nn
 from automl.data.base import PreparedData
 from automl.execution.base import TrialOutcome
 from automl.families.base import Family
-from automl.training.metrics import classification_metrics, regression_metrics, to_loss
+from automl.training.metrics import classification_metrics, regression_metrics, summarize_folds, to_loss
 
 log = logging.getLogger(__name__)
 
-TRAINING_PARAMS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "lr_schedule")
+TRAINING_PARAMS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "lr_schedule",
+                   "grad_clip")
 EVAL_BATCH = 4096
+LBFGS_MAX_ITER = 20  # L-BFGS iterations per epoch (one full-batch step)
+
+# regression losses on standardised targets, so huber's delta of 1 is one standard deviation
+REGRESSION_LOSSES = {
+    "auto": nn.functional.mse_loss,
+    "mse": nn.functional.mse_loss,
+    "mae": nn.functional.l1_loss,
+    "huber": partial(nn.functional.huber_loss, delta=1.0),
+}
 
 ReportFn = Callable[[int, Mapping[str, float]], bool]
 
@@ -44,6 +67,7 @@ class TrainSettings:
     device: str = "cpu"
     patience: int | None = None
     seed: int = 0
+    loss: str = "auto"  # regression training loss (auto: mse); classification always uses cross-entropy
 
 
 def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -61,18 +85,43 @@ def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.O
     name, lr, wd = config["optimizer"], config["lr"], config.get("weight_decay", 0.0)
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=config.get("momentum", 0.9),
-                               nesterov=True, weight_decay=wd)
+                               nesterov=bool(config.get("nesterov", True)), weight_decay=wd)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    if name == "lbfgs":  # full batch; the line search adapts the step, lr is its first trial step
+        return torch.optim.LBFGS(model.parameters(), lr=lr, max_iter=LBFGS_MAX_ITER, line_search_fn="strong_wolfe")
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def make_scheduler(optimizer, config, epochs: int):
-    if config.get("lr_schedule", "constant") == "cosine":
+def batches_per_epoch(n_rows: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: a trailing batch of one row is skipped (see `_minibatch_epoch`)."""
+    full, last = divmod(n_rows, batch_size)
+    return max(1, full + (1 if last >= 2 or (last == 1 and full == 0) else 0))
+
+
+def _chunks(n_rows: int, size: int) -> list[slice]:
+    """Consecutive slices of at most `size` rows (one more for the last but one rather than leave a
+    single row alone: batch norm cannot train on one)."""
+    starts = list(range(0, n_rows, size))
+    if len(starts) > 1 and n_rows - starts[-1] == 1:
+        starts.pop()
+    return [slice(start, end) for start, end in zip(starts, starts[1:] + [n_rows])]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: Mapping[str, Any], epochs: int, batches: int):
+    """The LR schedule, or None for a constant rate; one-cycle steps per batch, cosine per epoch."""
+    name = config.get("lr_schedule", "constant")
+    if name == "constant":
+        return None
+    if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
-    return None
+    if name == "one_cycle":
+        # cycle_momentum off: the searched momentum / betas stay as the config chose them
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=epochs * batches,
+                                                   cycle_momentum=False)
+    raise ValueError(f"unknown lr_schedule {name!r}")
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -83,21 +132,130 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The rows one model is validated on."""
+
+    X: torch.Tensor
+    y: torch.Tensor  # as the loss takes it
+    y_true: np.ndarray  # in the target's units, for the metrics
+    rows: np.ndarray | None = None  # CV: positions in X_train, where its out-of-fold predictions go
+
+
+@dataclass
+class Member:
+    """One model in training with everything its resumption needs: the trial's model, or one fold's."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator  # the data order
+    X: torch.Tensor  # the pool its training rows index into
+    y: torch.Tensor
+    rows: torch.Tensor
+    validation: Validation | None
+    steps_per_epoch: int  # scheduler steps per epoch
+    schedule_steps: int  # scheduler steps over the whole run
+
+    @property
+    def lbfgs(self) -> bool:
+        return isinstance(self.optimizer, torch.optim.LBFGS)
+
+    @property
+    def per_batch(self) -> bool:
+        return isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
+
+    def after_batch(self) -> None:
+        if self.per_batch:
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.scheduler is not None and not self.per_batch:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "schedule_steps": self.schedule_steps, "scaler": self.scaler.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load(self, saved: Mapping[str, Any], done_epochs: int, own: bool) -> None:
+        """Continue from a checkpoint entry after `done_epochs` epochs.
+
+        The trial's own checkpoint with the same schedule length restores the scheduler exactly.
+        A promotion (another trial's checkpoint, a larger budget) or a changed batch size gets a
+        fresh schedule for this run's length, advanced to the epoch reached, so e.g. cosine
+        continues along the longer curve instead of restarting at the full rate."""
+        fresh = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.generator.set_state(saved["generator"].cpu())
+        if saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        if own and saved.get("schedule_steps") == self.schedule_steps:
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(saved["scheduler"])
+            return
+        for group, hyper in zip(self.optimizer.param_groups, fresh):
+            group.update(hyper)  # the learning rate as the fresh schedule set it, not the source's
+        self._advance_schedule(done_epochs * self.steps_per_epoch)
+
+    def _advance_schedule(self, steps: int) -> None:
+        if self.scheduler is None:
+            return
+        with warnings.catch_warnings():  # stepping without optimizer steps is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(min(steps, self.schedule_steps)):
+                self.scheduler.step()
+
+
+class WeightedAverage(nn.Module):
+    """Several models as one, averaged with fixed weights (equal by default): the k fold
+    models of a cross-validated trial, or the members of an ensemble. Traceable.
+
+    Classification returns the log of the averaged probabilities, so a softmax after it (as in
+    `Trainer.predict` and the export) yields the averaged probabilities; regression the average output."""
+
+    def __init__(self, models: Sequence[nn.Module], classification: bool, weights: Sequence[float] | None = None):
+        super().__init__()
+        self.members = nn.ModuleList(models)
+        weights = [1.0 / len(models)] * len(models) if weights is None else [float(w) for w in weights]
+        self.register_buffer("weights", torch.tensor(weights))
+        self.classification = classification
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(1, device=x.device)
+        for i, member in enumerate(self.members):
+            out = member(x).float()
+            if self.classification:
+                out = torch.softmax(out, dim=1)
+            total = total + self.weights[i] * out
+        return torch.log(total.clamp_min(1e-12)) if self.classification else total
+
+
 class Trainer:
     """Holds one dataset on one device and trains trials on it, one at a time."""
 
     def __init__(self, data: PreparedData, settings: TrainSettings, families: Mapping[str, Family]):
+        if settings.loss not in REGRESSION_LOSSES:
+            raise ValueError(f"unknown loss {settings.loss!r}; known: {', '.join(REGRESSION_LOSSES)}")
         self.data = data
         self.settings = settings
         self.families = families
         self.device = torch.device(settings.device)
         self.classification = data.profile.task == "classification"
-        self.X_train = torch.as_tensor(data.X_train, device=self.device)
+        self.X_train = torch.as_tensor(data.X_train, device=self.device)  # dtype kept: text inputs are token ids
         self.X_val = torch.as_tensor(data.X_val, device=self.device)
         self.y_train = self._targets(data.y_train)
         self.y_val = self._targets(data.y_val)
         self.use_amp = self.device.type == "cuda"
         self._init_lock = threading.Lock()
+        self._splits = self._make_splits()
 
     def _targets(self, y: np.ndarray) -> torch.Tensor:
         if self.classification:
@@ -106,6 +264,23 @@ class Trainer:
         scaled = (y.astype(np.float32) - self.data.y_mean) / self.data.y_std
         return torch.as_tensor(scaled, dtype=torch.float32, device=self.device).reshape(-1, 1)
 
+    def _make_splits(self) -> list[tuple[torch.Tensor, Validation]]:
+        """(training rows of X_train, validation) per model: the holdout split, or one per fold."""
+        if not self.data.cv:
+            rows = torch.arange(len(self.X_train), device=self.device)
+            return [(rows, Validation(self.X_val, self.y_val, self.data.y_val))]
+        splits = []
+        for train_idx, val_idx in self.data.folds:
+            val = torch.as_tensor(val_idx, device=self.device)
+            splits.append((torch.as_tensor(train_idx, device=self.device),
+                           Validation(self.X_train[val], self.y_train[val], self.data.y_train[val_idx],
+                                      np.asarray(val_idx))))
+        return splits
+
+    def validation_targets(self) -> np.ndarray:
+        """The targets matching a checkpoint's best `val_pred`: y_val, or y_train with CV (out of fold)."""
+        return self.data.y_train if self.data.cv else self.data.y_val
+
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:
         family_name, params = family_params(config)
         return self.families[family_name].build(params, self.data.profile).to(self.device)
@@ -113,123 +288,240 @@ class Trainer:
     def loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.classification:
             return nn.functional.cross_entropy(output.float(), target)
-        return nn.functional.mse_loss(output.float(), target)
+        return REGRESSION_LOSSES[self.settings.loss](output.float(), target)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, X: torch.Tensor) -> np.ndarray:
-        """Class probabilities, or regression predictions in the target's units."""
+    def _outputs(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
         model.eval()
         outputs = []
         for start in range(0, len(X), EVAL_BATCH):
             with torch.autocast(self.device.type, enabled=self.use_amp):
                 outputs.append(model(X[start:start + EVAL_BATCH]).float())
-        out = torch.cat(outputs)
+        return torch.cat(outputs)
+
+    def _to_predictions(self, out: torch.Tensor) -> np.ndarray:
         if self.classification:
             return torch.softmax(out, dim=1).cpu().numpy()
-        return (out.cpu().numpy().reshape(-1) * self.data.y_std + self.data.y_mean)
+        return out.cpu().numpy().reshape(-1) * self.data.y_std + self.data.y_mean
 
-    def evaluate(self, model: nn.Module, X: torch.Tensor, y: np.ndarray) -> dict[str, float]:
-        pred = self.predict(model, X)
+    def predict(self, model: nn.Module, X: torch.Tensor) -> np.ndarray:
+        """Class probabilities, or regression predictions in the target's units."""
+        return self._to_predictions(self._outputs(model, X))
+
+    def _score(self, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         names = self.settings.metric_names
         if self.classification:
             return classification_metrics(names, y, pred)
         return regression_metrics(names, y, pred)
 
+    def evaluate(self, model: nn.Module, X: torch.Tensor, y: np.ndarray) -> dict[str, float]:
+        return self._score(y, self.predict(model, X))
+
+    # --- building and training models ----------------------------------------------------------------
+
+    def _member(self, seed: int, config: Mapping[str, Any], epochs: int, X: torch.Tensor, y: torch.Tensor,
+                rows: torch.Tensor, validation: Validation | None) -> Member:
+        with self._init_lock:  # seeding is global in torch: keep each model's init from interleaving
+            torch.manual_seed(seed)
+            model = self.build_model(config)
+        optimizer = make_optimizer(model, config)
+        lbfgs = isinstance(optimizer, torch.optim.LBFGS)
+        batches = 1 if lbfgs else batches_per_epoch(len(rows), int(config["batch_size"]))
+        scheduler = make_scheduler(optimizer, config, epochs, batches)
+        if scheduler is None:
+            per_epoch = 0
+        else:  # one-cycle steps after every batch, cosine once an epoch
+            per_epoch = batches if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) else 1
+        # L-BFGS runs in float32 without a scaler: GradScaler cannot step a closure optimizer
+        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not lbfgs)
+        return Member(model, optimizer, scheduler, scaler, torch.Generator().manual_seed(seed), X, y, rows,
+                      validation, per_epoch, epochs * per_epoch)
+
+    def _members(self, trial_id: str, config: Mapping[str, Any], epochs: int) -> list[Member]:
+        seed = self.settings.seed
+        if not self.data.cv:
+            rows, validation = self._splits[0]
+            return [self._member(trial_seed(seed, trial_id), config, epochs, self.X_train, self.y_train, rows,
+                                 validation)]
+        return [self._member(trial_seed(seed, f"{trial_id}/fold{k}"), config, epochs, self.X_train, self.y_train,
+                             rows, validation) for k, (rows, validation) in enumerate(self._splits)]
+
+    def _train_epoch(self, member: Member, config: Mapping[str, Any]) -> float:
+        member.model.train()
+        batch_size = int(config["batch_size"])
+        if member.lbfgs:
+            loss = self._lbfgs_epoch(member, batch_size)
+        else:
+            loss = self._minibatch_epoch(member, batch_size, float(config.get("grad_clip", 0.0)))
+        member.after_epoch()
+        return loss
+
+    def _minibatch_epoch(self, member: Member, batch_size: int, grad_clip: float) -> float:
+        model, optimizer, scaler = member.model, member.optimizer, member.scaler
+        order = torch.randperm(len(member.rows), generator=member.generator).to(self.device)
+        rows = member.rows[order]
+        total, seen = 0.0, 0
+        for start in range(0, len(rows), batch_size):
+            index = rows[start:start + batch_size]
+            if len(index) < 2 and seen:  # a batch of one breaks batch norm and adds noise
+                continue
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                output = model(member.X[index])
+            loss = self.loss_fn(output, member.y[index])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip > 0:
+                scaler.unscale_(optimizer)  # clip the true gradient, not the loss-scaled one
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            member.after_batch()
+            total += loss.detach() * len(index)  # summed on the device: no sync per batch
+            seen += len(index)
+        return float(total) / max(seen, 1)
+
+    def _lbfgs_epoch(self, member: Member, batch_size: int) -> float:
+        """One full-batch L-BFGS step (up to LBFGS_MAX_ITER iterations), without clipping.
+
+        The gradient is summed over chunks of `batch_size` rows: the exact full-batch gradient
+        with the memory of one batch, so an out-of-memory retry with a smaller batch helps here too."""
+        chunks = _chunks(len(member.rows), batch_size)
+
+        def closure() -> torch.Tensor:
+            member.optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), device=self.device)
+            for chunk in chunks:
+                index = member.rows[chunk]
+                loss = self.loss_fn(member.model(member.X[index]), member.y[index]) * (len(index) / len(member.rows))
+                loss.backward()
+                total += loss.detach()
+            return total
+
+        loss = member.optimizer.step(closure)  # the loss before the step
+        member.after_batch()
+        return float(loss)
+
+    def _validate(self, members: list[Member], train_losses: list[float]) -> tuple[dict[str, float], np.ndarray]:
+        """The epoch's metrics (fold means and stds with CV) and the validation predictions."""
+        per_model, predictions = [], []
+        for member, train_loss in zip(members, train_losses):
+            val = member.validation
+            out = self._outputs(member.model, val.X)
+            pred = self._to_predictions(out)
+            per_model.append({"train_loss": train_loss, "val_loss": self.loss_fn(out, val.y).item(),
+                              **self._score(val.y_true, pred)})
+            predictions.append(pred)
+        if not self.data.cv:
+            return per_model[0], predictions[0]
+        return summarize_folds(per_model, self.settings.metric_names), self._out_of_fold(members, predictions)
+
+    def _out_of_fold(self, members: list[Member], predictions: list[np.ndarray]) -> np.ndarray:
+        """Every X_train row predicted by the fold model that did not train on it, in X_train order."""
+        oof = np.empty((len(self.X_train), *predictions[0].shape[1:]), dtype=predictions[0].dtype)
+        for member, pred in zip(members, predictions):
+            oof[member.validation.rows] = pred
+        return oof
+
+    # --- one trial ------------------------------------------------------------------------------------
+
     def run(self, trial_id: str, config: Mapping[str, Any], budget: float, checkpoint: Path,
             report: ReportFn, resume_from: Path | None = None) -> TrialOutcome:
-        settings = self.settings
-        with self._init_lock:  # seeding is global in torch: keep each model's init from interleaving
-            torch.manual_seed(trial_seed(settings.seed, trial_id))
-            model = self.build_model(config)
         epochs = max(1, int(round(budget)))
-        optimizer = make_optimizer(model, config)
-        scheduler = make_scheduler(optimizer, config, epochs)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        generator = torch.Generator().manual_seed(trial_seed(settings.seed, trial_id))
+        members = self._members(trial_id, config, epochs)
         state = {"epoch": 0, "best": None, "bad_epochs": 0}
-
         source = checkpoint if checkpoint.exists() else resume_from
         if source is not None and source.exists():
-            saved = torch.load(source, map_location=self.device, weights_only=False)
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            if scheduler is not None and saved.get("scheduler") is not None and source == checkpoint:
-                scheduler.load_state_dict(saved["scheduler"])
-            generator.set_state(saved["generator"])
-            if source == checkpoint and "torch_rng" in saved:  # dropout draws continue as if never interrupted
-                torch.set_rng_state(saved["torch_rng"].cpu())
-            state = {"epoch": saved["epoch"], "best": saved["best"], "bad_epochs": saved["bad_epochs"]}
+            state = self._restore(members, source, own=source == checkpoint)
             log.info("trial %s resumes from %s at epoch %d", trial_id, source, state["epoch"])
 
-        batch_size = int(config["batch_size"])
-        n_train = len(self.X_train)
         stop_reason = None
         for epoch in range(state["epoch"] + 1, epochs + 1):
-            model.train()
-            order = torch.randperm(n_train, generator=generator).to(self.device)
-            total, seen = 0.0, 0
-            for start in range(0, n_train, batch_size):
-                index = order[start:start + batch_size]
-                if len(index) < 2 and seen:  # a batch of one breaks batch norm and adds noise
-                    continue
-                with torch.autocast(self.device.type, enabled=self.use_amp):
-                    output = model(self.X_train[index])
-                loss = self.loss_fn(output, self.y_train[index])
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total += loss.item() * len(index)
-                seen += len(index)
-            if scheduler is not None:
-                scheduler.step()
-            train_loss = total / max(seen, 1)
-            if not math.isfinite(train_loss):
+            train_losses = [self._train_epoch(member, config) for member in members]
+            diverged = next((loss for loss in train_losses if not math.isfinite(loss)), None)
+            if diverged is not None:
                 return TrialOutcome("FAILED", None, epochs=epoch, reason="diverged",
-                                    error=f"training loss became {train_loss} at epoch {epoch}")
-
-            with torch.no_grad():
-                model.eval()
-                val_out = torch.cat([model(self.X_val[s:s + EVAL_BATCH]).float()
-                                     for s in range(0, len(self.X_val), EVAL_BATCH)])
-                val_loss = self.loss_fn(val_out, self.y_val).item()
-            metrics = {"train_loss": train_loss, "val_loss": val_loss,
-                       **self.evaluate(model, self.X_val, self.data.y_val)}
-            score = metrics[settings.metric]
-            loss_value = to_loss(score, settings.direction) if math.isfinite(score) else math.inf
-            best = state["best"]
-            # a tie in the metric (common for accuracy on small validation sets) goes to the lower val loss
-            if best is None or (loss_value, val_loss) < (best["loss"], best["metrics"]["val_loss"]):
-                state["best"] = {"loss": loss_value, "metrics": metrics, "epoch": epoch,
-                                 "state": copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})}
-                state["bad_epochs"] = 0
-            else:
-                state["bad_epochs"] += 1
+                                    error=f"training loss became {diverged} at epoch {epoch}")
+            metrics, val_pred = self._validate(members, train_losses)
+            self._update_best(state, members, metrics, val_pred, epoch)
             state["epoch"] = epoch
-            save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict() if scheduler else None,
-                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "best": state["best"],
-                         "bad_epochs": state["bad_epochs"], "config": dict(config)}, checkpoint)
+            self._save(checkpoint, members, state, config)
             if report(epoch, metrics):
                 stop_reason = "stopped early by the strategy or the driver"
                 break
-            if settings.patience is not None and state["bad_epochs"] >= settings.patience and epoch < epochs:
+            patience = self.settings.patience
+            if patience is not None and state["bad_epochs"] >= patience and epoch < epochs:
                 stop_reason = "early stopped"
                 break
+        return self._outcome(state, stop_reason)
 
+    def _restore(self, members: list[Member], source: Path, own: bool) -> dict[str, Any]:
+        saved = torch.load(source, map_location=self.device, weights_only=False)
+        if len(saved["members"]) != len(members):
+            raise ValueError(f"{source} holds {len(saved['members'])} models, this trial trains {len(members)}")
+        for member, entry in zip(members, saved["members"]):
+            member.load(entry, saved["epoch"], own)
+        if own and "torch_rng" in saved:  # dropout draws continue as if never interrupted
+            torch.set_rng_state(saved["torch_rng"].cpu())
+        return {"epoch": saved["epoch"], "best": saved["best"], "bad_epochs": saved["bad_epochs"]}
+
+    def _update_best(self, state: dict[str, Any], members: list[Member], metrics: dict[str, float],
+                     val_pred: np.ndarray, epoch: int) -> None:
+        score, direction = metrics[self.settings.metric], self.settings.direction
+        loss_value = to_loss(score, direction) if math.isfinite(score) else math.inf
+        best = state["best"]
+        # a tie in the metric (common for accuracy on small validation sets) goes to the lower val loss
+        if best is None or (loss_value, metrics["val_loss"]) < (best["loss"], best["metrics"]["val_loss"]):
+            state["best"] = {"loss": loss_value, "metrics": metrics, "epoch": epoch,
+                             "states": [_cpu_state(member.model) for member in members], "val_pred": val_pred}
+            state["bad_epochs"] = 0
+        else:
+            state["bad_epochs"] += 1
+
+    def _save(self, checkpoint: Path, members: list[Member], state: dict[str, Any],
+              config: Mapping[str, Any]) -> None:
+        save_atomic({"epoch": state["epoch"], "members": [member.state_dict() for member in members],
+                     "torch_rng": torch.get_rng_state(), "best": state["best"], "bad_epochs": state["bad_epochs"],
+                     "config": dict(config)}, checkpoint)
+
+    def _outcome(self, state: dict[str, Any], stop_reason: str | None) -> TrialOutcome:
         best = state["best"]
         if best is None or not math.isfinite(best["loss"]):
             return TrialOutcome("FAILED", None, epochs=state["epoch"], reason="no finite validation score",
-                                error=f"validation {settings.metric} was never finite")
+                                error=f"validation {self.settings.metric} was never finite")
         status = "PRUNED" if stop_reason and stop_reason.startswith("stopped") else "COMPLETE"
         metrics = {**best["metrics"], "best_epoch": best["epoch"]}
         return TrialOutcome(status, best["loss"], metrics, epochs=state["epoch"], reason=stop_reason)
 
+    # --- after the search -----------------------------------------------------------------------------
+
+    def fit_full(self, trial_id: str, config: Mapping[str, Any], epochs: int) -> nn.Module:
+        """Refit `config` on every non-test row for exactly `epochs` epochs, without validation.
+
+        Same optimizer, schedule (for this length) and clipping as a trial, seeded like the trial.
+        Returns the eval-mode model; raises RuntimeError when training diverges."""
+        X, y = self._all_rows()
+        epochs = max(1, int(epochs))
+        member = self._member(trial_seed(self.settings.seed, trial_id), config, epochs, X, y,
+                              torch.arange(len(X), device=self.device), None)
+        for epoch in range(1, epochs + 1):
+            loss = self._train_epoch(member, config)
+            if not math.isfinite(loss):
+                raise RuntimeError(f"refit of trial {trial_id} diverged: training loss {loss} at epoch {epoch}")
+        return member.model.eval()
+
+    def _all_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.data.cv or len(self.X_val) == 0:  # with CV, X_train already holds every non-test row
+            return self.X_train, self.y_train
+        return torch.cat([self.X_train, self.X_val]), torch.cat([self.y_train, self.y_val])
+
 
 def load_best_model(trainer: Trainer, config: Mapping[str, Any], checkpoint: Path) -> nn.Module:
-    """The model of a finished trial with its best-epoch weights."""
-    model = trainer.build_model(config)
+    """The eval-mode model of a finished trial at its best epoch: with CV, the fold models averaged."""
     saved = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
-    model.load_state_dict(saved["best"]["state"])
-    model.eval()
-    return model
+    models = []
+    for state in saved["best"]["states"]:
+        model = trainer.build_model(config)
+        model.load_state_dict(state)
+        models.append(model)
+    model = models[0] if len(models) == 1 else WeightedAverage(models, trainer.classification)
+    return model.eval()

@@ -242,7 +242,7 @@ def test_npz_images_get_a_channel_axis_and_unit_range(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(60, 6, 5)).astype(np.uint8)
     path = write_npz(tmp_path, images=X, labels=np.arange(60) % 3)
-    data = load_data(npz_source(path, x_key="images", y_key="labels"), SPLIT, task=None, seed=0)
+    data = load_data(npz_source(path, x_key="images", y_key="labels", kind="image"), SPLIT, task=None, seed=0)
     p = data.profile
     assert (p.modality, p.input_shape, p.n_classes, p.target) == ("image", (1, 6, 5), 3, "labels")
     assert data.X_train.min() >= 0 and data.X_train.max() <= 1 and data.X_train.max() > 0.9

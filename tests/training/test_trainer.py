@@ -36,6 +36,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def classification() -> PreparedData:
+    return classification_data()
+
+
+def classification_data() -> PreparedData:
+    """Three separable classes, 10 features, 180/60/60 rows."""
     X, y = make_classification(n_samples=300, n_features=10, n_informative=6, n_classes=3, class_sep=1.5,
                                random_state=0)
     X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)

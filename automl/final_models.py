@@ -1,0 +1,120 @@
+"""The models made after the search: the best trial's, its refit, and the greedy ensemble.
+
+Every one is scored on the test split here, once, after the search; the test split never
+steers a choice. Which model `automl predict` uses is decided on validation scores only.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from automl.ensemble import blend, greedy_ensemble
+from automl.store import TrialRecord, ranked_trials
+from automl.training.metrics import classification_metrics, regression_metrics, to_loss
+from automl.training.trainer import Trainer, WeightedAverage, load_best_model
+
+if TYPE_CHECKING:
+    from automl.agent import Agent, Plan
+
+log = logging.getLogger(__name__)
+
+# refit "auto": worth its cost while the data are small (a refit is one more full trial)
+REFIT_AUTO_MAX_ROWS = 20_000
+
+
+class FinalModels:
+    def __init__(self, agent: "Agent", plan: "Plan", trainer: Trainer):
+        self.spec, self.plan, self.trainer = agent.spec, plan, trainer
+        self.checkpoints = agent.run_dir / "checkpoints"
+        self.X_test = torch.as_tensor(plan.data.X_test, device=trainer.device)
+
+    def trained(self, trial: TrialRecord) -> nn.Module:
+        return load_best_model(self.trainer, trial.config, self.checkpoints / f"{trial.trial_id}.pt")
+
+    def trained_config(self, trial: TrialRecord) -> dict[str, Any]:
+        """The config the trial ran with, retry overrides included (e.g. a halved batch after out of memory)."""
+        saved = torch.load(self.checkpoints / f"{trial.trial_id}.pt", map_location="cpu", weights_only=False)
+        return dict(saved.get("config") or trial.config)
+
+    def metrics(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+        names = self.plan.metric_names
+        if self.trainer.classification:
+            return classification_metrics(names, y, predictions)
+        return regression_metrics(names, y, predictions)
+
+    def test_metrics(self, model: nn.Module) -> dict[str, float]:
+        return self.metrics(self.plan.data.y_test, self.trainer.predict(model, self.X_test))
+
+    # -- refit on train + validation
+    def refit_rows(self) -> int:
+        return len(self.plan.data.X_train) + len(self.plan.data.X_val)
+
+    def refit_wanted(self) -> bool:
+        if self.spec.refit == "auto":
+            return self.refit_rows() <= REFIT_AUTO_MAX_ROWS
+        return bool(self.spec.refit)
+
+    # -- greedy ensemble
+    def _score(self, y: np.ndarray):
+        """(selection loss, smooth tie-break loss) of validation predictions."""
+        metric, direction = self.plan.metric, self.plan.direction
+
+        def score(predictions: np.ndarray) -> tuple[float, float]:
+            value = self.metrics(y, predictions)[metric]
+            if self.trainer.classification:
+                rows = predictions[np.arange(len(y)), y]
+                smooth = float(-np.mean(np.log(np.clip(rows, 1e-15, 1))))
+            else:
+                smooth = float(np.mean((predictions - y) ** 2))
+            return to_loss(value, direction), smooth
+        return score
+
+    def _candidates(self, trials: Sequence[TrialRecord], n_rows: int) -> list[tuple[TrialRecord, np.ndarray]]:
+        """The best trials whose checkpoint kept their validation predictions."""
+        found = []
+        for trial in ranked_trials(trials):
+            if len(found) == self.spec.ensemble.candidates:
+                break
+            path = self.checkpoints / f"{trial.trial_id}.pt"
+            predictions = _validation_predictions(path)
+            if predictions is not None and len(predictions) == n_rows:
+                found.append((trial, predictions))
+        return found
+
+    def ensemble(self, trials: Sequence[TrialRecord]):
+        """(the ensemble as one module, its facts) or (None, None) when it would be the single best model."""
+        settings = self.spec.ensemble
+        y = self.trainer.validation_targets()
+        candidates = self._candidates(trials, len(y)) if settings.enabled else []
+        if len(candidates) < 2:
+            return None, None
+        score = self._score(y)
+        chosen = greedy_ensemble([p for _, p in candidates], score, settings.rounds)
+        if len(chosen.members) < 2:
+            log.info("ensemble selection kept only the best model; no ensemble exported")
+            return None, None
+        members = [candidates[i][0] for i in chosen.members]
+        weights = [float(chosen.weights[i]) for i in chosen.members]
+        val = self.metrics(y, blend([candidates[i][1] for i in chosen.members], weights))
+        net = WeightedAverage([self.trained(t) for t in members], self.trainer.classification, weights).eval()
+        single = score(candidates[0][1])  # the best trial, scored the same way as the ensemble
+        info: dict[str, Any] = {
+            "members": [{"trial_id": t.trial_id, "family": t.family, "weight": w} for t, w in zip(members, weights)],
+            "val": val, "test": self.test_metrics(net), "rounds": settings.rounds,
+            # strictly better on validation, else the simpler single model is kept as the default
+            "beats_single": bool(chosen.score < single),
+        }
+        return net, info
+
+
+def _validation_predictions(path: Path) -> np.ndarray | None:
+    if not path.exists():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    predictions = (saved.get("best") or {}).get("val_pred")
+    return None if predictions is None else np.asarray(predictions)
