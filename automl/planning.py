@@ -16,7 +16,9 @@ from automl.spec import FamiliesSpec
 
 BATCH_SIZES = (32, 64, 128, 256)
 FIRST_ORDER = ("adam", "adamw", "sgd")
-LBFGS_MAX_TRAIN = 5000  # L-BFGS trains full batch: offered only while the training split is one cheap batch
+# L-BFGS trains full batch with a line search (tens of passes over the data per epoch): offered
+# for small tables only, where that costs less than one epoch of a CNN and often converges best
+LBFGS_MAX_TRAIN = 5000
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ def choose_families(profile: Profile, families: dict[str, Family], spec: Familie
 def training_params(profile: Profile) -> list[Param]:
     """Hyperparameters of the optimisation itself, shared by every family."""
     batch_sizes = tuple(b for b in BATCH_SIZES if b <= max(profile.n_train, BATCH_SIZES[0]))
-    optimizers = FIRST_ORDER + (("lbfgs",) if profile.n_train <= LBFGS_MAX_TRAIN else ())
+    small_table = profile.modality == "tabular" and profile.n_train <= LBFGS_MAX_TRAIN
+    optimizers = FIRST_ORDER + (("lbfgs",) if small_table else ())
     first_order = Condition("optimizer", FIRST_ORDER)  # L-BFGS has no weight decay; clipping breaks its line search
     sgd = Condition("optimizer", ("sgd",))
     return [

@@ -20,9 +20,11 @@ def test_the_space_holds_every_training_parameter_by_name():
     assert tuple(space_for(1000).names) == TRAINING_PARAMS
 
 
-def test_lbfgs_is_offered_only_for_small_training_sets():
+def test_lbfgs_is_offered_only_for_small_tables():
     assert "lbfgs" in space_for(LBFGS_MAX_TRAIN)["optimizer"].choices
     assert space_for(LBFGS_MAX_TRAIN + 1)["optimizer"].choices == ("adam", "adamw", "sgd")
+    images = replace(tabular_profile("classification", 10, n_classes=3), modality="image", n_train=500)
+    assert SearchSpace(tuple(training_params(images)))["optimizer"].choices == ("adam", "adamw", "sgd")
 
 
 def test_conditions_follow_the_optimizer():
