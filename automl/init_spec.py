@@ -113,7 +113,8 @@ def draft_spec(data: Path, target: str | None = None, name: str | None = None) -
     document.update({
         "task": profile.task,
         "metric": plan.metric,
-        "split": {"validation": 0.2, "test": 0.2, **({"cv_folds": 5} if profile.n_samples <= 1000 else {})},
+        # k folds replace the validation split
+        "split": {"test": 0.2, "cv_folds": 5} if profile.n_samples <= 1000 else {"validation": 0.2, "test": 0.2},
         "budget": {"max_trials": 20, "max_epochs": 30, "patience": 8},
         "strategy": {"name": "bayesian"},
         "families": {"include": chosen},

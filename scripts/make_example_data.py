@@ -47,7 +47,7 @@ def make_waves(n: int = 900, length: int = 96, seed: int = SEED) -> tuple[np.nda
             wave = np.sign(np.sin(angle))
         else:
             wave = 2 * ((angle / (2 * np.pi)) % 1.0) - 1
-        X[i, :, 0] = rng.uniform(0.5, 2.0) * wave + rng.normal(scale=0.6, size=length)
+        X[i, :, 0] = rng.uniform(1.0, 2.0) * wave + rng.normal(scale=0.3, size=length)
         X[i, :, 1] = np.cumsum(rng.normal(scale=0.1, size=length))  # a distractor channel
     return X, np.array(["sine", "square", "sawtooth"])[labels]
 

@@ -64,7 +64,7 @@ class RNNFamily(Family):
     def space(self, profile):
         return embed_dim_param(profile) + [
             Choice("cell", ("gru", "lstm")),
-            Int("hidden", 32, 256, log=True),
+            Int("hidden", 16, 128, log=True),  # the recurrence is sequential: wide cells cost minutes an epoch on a CPU
             Int("layers", 1, 2),
             Choice("bidirectional", (False, True)),
             Float("dropout", 0.0, 0.5),
