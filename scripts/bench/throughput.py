@@ -1,0 +1,263 @@
+"""Suite 5: training throughput of our trainer inside a real trial vs a minimal torch loop.
+
+    python scripts/bench/throughput.py --out DIR [--threads N] [--quick]
+
+One fixed configuration per setting (every hyperparameter pinned), the same data, model (built by
+automl's own `mlp` family from the same config and seed), optimizer, batch size and epoch count,
+measured five ways, all with the same number of torch threads:
+
+  minimal       a hand-written loop: shuffle, forward, cross-entropy, backward, Adam step; nothing else
+  trainer       automl's Trainer.run in this process, checkpoint writes switched off: training plus
+                the per-epoch validation pass and the copy of the best epoch's weights
+  +checkpoint   Trainer.run as it is (an atomic torch.save of model, optimizer and best state per epoch)
+  +logging      the above plus, per epoch, what the driver does with a report: TrialStore.add_epoch
+                (SQLite, WAL, synchronous=FULL) and TensorBoardObserver.epoch (scalars)
+  automl run    what a user gets: `automl run` on a spec with max_trials 1 and the pinned config
+                (families.include ["mlp"], every parameter overridden to one choice), worker process,
+                pipe round trip per epoch, driver, TensorBoard, checkpoints. Measured from the
+                epochs table of trials.db (recorded_at of each epoch).
+
+samples/s = training rows x (epochs - 1) / (time of the last epoch end - time of the first epoch
+end): the first epoch (worker start, data transfer, model build, warm-up) is excluded everywhere,
+so the numbers are the steady-state cost of one epoch of training as each path runs it. The
+overheads are the differences between consecutive rows; the ratio is path / minimal.
+
+Settings: digits (1149 training rows of 64 pixels, MLP 2x256, batch 64) and a synthetic table
+(50k rows x 50 features, 10 classes, 32k training rows, MLP 2x256, batch 256).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from benchlib import markdown_table, summary, write_results  # noqa: E402
+
+SPLIT = {"validation": 0.2, "test": 0.2}
+MLP = {"mlp.depth": 2, "mlp.width": 256, "mlp.dropout": 0.1, "mlp.norm": "none", "mlp.activation": "relu"}
+TRAINING = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-5, "lr_schedule": "constant", "grad_clip": 0.0}
+AUTOML_LAUNCH = ("import os, sys; n = int(os.environ['BENCH_THREADS']); os.cpu_count = lambda: n; "
+                 "from automl.cli import main; main()")
+
+
+def settings_for(quick: bool, work: Path) -> list[dict]:
+    rows = 10_000 if quick else 50_000
+    return [
+        {"name": "digits MLP, batch 64", "data": {"source": "builtin", "name": "sklearn:digits"},
+         "batch_size": 64, "epochs": 5 if quick else 30},
+        {"name": f"synthetic {rows // 1000}k x 50 MLP, batch 256",
+         "data": {"source": "npz", "path": str(synthetic(work / f"synthetic_{rows}.npz", rows)), "kind": "tabular"},
+         "batch_size": 256, "epochs": 3 if quick else 10},
+    ]
+
+
+def synthetic(path: Path, rows: int, features: int = 50, classes: int = 10) -> Path:
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((rows, features)).astype(np.float32)
+        y = np.argmax(X @ rng.standard_normal((features, classes)) + 0.5 * rng.standard_normal((rows, classes)),
+                      axis=1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, X=X, y=y)
+    return path
+
+
+def config_of(setting: dict) -> dict:
+    return {"family": "mlp", **TRAINING, "batch_size": setting["batch_size"], **MLP}
+
+
+def steady_rate(rows: int, stamps: list[float]) -> float:
+    """rows x (epochs - 1) / (last epoch end - first epoch end)."""
+    return rows * (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def load(setting: dict):
+    from automl.data import load_data
+    from automl.spec import BuiltinData, NpzData, SplitSpec
+
+    source = setting["data"]
+    data_spec = BuiltinData(**source) if source["source"] == "builtin" else NpzData(**source)
+    return load_data(data_spec, SplitSpec(**SPLIT), task=None, seed=0)
+
+
+def minimal(setting: dict, data) -> list[float]:
+    import torch
+    from torch import nn
+
+    from automl.families.mlp import MLPFamily
+    from automl.training.trainer import family_params
+
+    _, params = family_params(config_of(setting))
+    torch.manual_seed(0)
+    model = MLPFamily().build(params, data.profile)
+    optimizer = torch.optim.Adam(model.parameters(), lr=TRAINING["lr"], weight_decay=TRAINING["weight_decay"])
+    X, y = torch.as_tensor(data.X_train), torch.as_tensor(data.y_train, dtype=torch.long)
+    bs = setting["batch_size"]
+    stamps = []
+    model.train()
+    for _ in range(setting["epochs"]):
+        order = torch.randperm(len(X))
+        for start in range(0, len(X), bs):
+            index = order[start:start + bs]
+            loss = nn.functional.cross_entropy(model(X[index]), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        stamps.append(time.perf_counter())
+    return stamps
+
+
+def trainer_run(setting: dict, data, work: Path, *, checkpoint: bool, logging: bool) -> list[float]:
+    from automl.families.mlp import MLPFamily
+    from automl.planning import build_space
+    from automl.reporting.tensorboard import TensorBoardObserver
+    from automl.spec import FamiliesSpec
+    from automl.store import TrialStore
+    from automl.training.trainer import TrainSettings, Trainer
+
+    families = {"mlp": MLPFamily()}
+    trainer = Trainer(data, TrainSettings("accuracy", "maximize", ("accuracy",), "cpu", patience=None, seed=0),
+                      families)
+    if not checkpoint:
+        trainer._save = lambda *a, **k: None  # the per-epoch torch.save, and nothing else, switched off
+    tag = f"{'ckpt' if checkpoint else 'nockpt'}-{'log' if logging else 'nolog'}"
+    folder = work / f"inproc-{tag}"
+    if folder.exists():
+        shutil.rmtree(folder)  # a fresh trial database and TensorBoard folder every time
+    folder.mkdir(parents=True)
+    config = config_of(setting)
+    store = observer = None
+    if logging:
+        space = build_space(data.profile, families, ["mlp"], FamiliesSpec())
+        store = TrialStore(folder / "trials.db")
+        store.add_trial("t0", config, budget=setting["epochs"], family="mlp")
+        store.start_trial("t0")
+        observer = TensorBoardObserver(folder / "tensorboard", space, "accuracy", "maximize", ("accuracy",))
+        observer.run_started({"families": ["mlp"]})
+        observer.trial_started("t0", config, setting["epochs"])
+    stamps: list[float] = []
+    started = time.perf_counter()
+
+    def report(epoch, metrics):
+        if logging:
+            store.add_epoch("t0", epoch, dict(metrics), time.perf_counter() - started)
+            observer.epoch("t0", epoch, metrics)
+        stamps.append(time.perf_counter())
+        return False
+
+    checkpoint_path = folder / "t0.pt"
+    checkpoint_path.unlink(missing_ok=True)
+    trainer.run("t0", config, setting["epochs"], checkpoint_path, report)
+    if logging:
+        observer.close()
+        store.close()
+    return stamps
+
+
+def automl_run(setting: dict, work: Path, threads: int | None) -> dict:
+    config = config_of(setting)
+    run_dir = work / "automl-run"
+    spec = {"name": "throughput", "seed": 0, "data": setting["data"], "metric": "accuracy", "split": SPLIT,
+            "budget": {"max_trials": 1, "max_epochs": setting["epochs"], "patience": None},
+            "strategy": {"name": "random"}, "refit": False, "ensemble": {"enabled": False},
+            "families": {"include": ["mlp"], "overrides": {k: {"choices": [v]} for k, v in config.items()}},
+            "execution": {"device": "cpu", "workers": 1}, "output": str(run_dir)}
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    args = ["run", str(spec_path), "--overwrite", "--quiet"]
+    env = dict(os.environ)
+    command = ["automl", *args]
+    if threads:
+        env["BENCH_THREADS"] = str(threads)
+        command = [sys.executable, "-c", AUTOML_LAUNCH, *args]
+    started = time.time()
+    with open(work / "automl.log", "w") as log:
+        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    wall = time.time() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"automl exited {proc.returncode}; see {work / 'automl.log'}")
+    db = sqlite3.connect(f"file:{run_dir / 'trials.db'}?mode=ro", uri=True)
+    stamps = [r[0] for r in db.execute("SELECT recorded_at FROM epochs ORDER BY epoch")]
+    config_run, started_at, finished_at, epochs = db.execute(
+        "SELECT config, started_at, finished_at, epochs FROM trials").fetchone()
+    db.close()
+    assert json.loads(config_run) == config, f"automl ran another config: {config_run}"
+    return {"stamps": stamps, "trial_s": finished_at - started_at, "wall_s": wall, "epochs": epochs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_results/throughput"))
+    parser.add_argument("--threads", type=int, help="torch threads everywhere (default: what automl gives its one "
+                                                    "worker, all cores)")
+    parser.add_argument("--repeats", type=int, default=1, help="measure every path this many times (median kept)")
+    parser.add_argument("--quick", action="store_true", help="5 / 3 epochs, a 10k-row table")
+    args = parser.parse_args()
+    import torch
+
+    threads = args.threads or os.cpu_count() or 1  # automl: cpu_count // workers threads in its one worker
+    torch.set_num_threads(threads)
+    work = args.out / "work"
+    results, rows = [], []
+    for index, setting in enumerate(settings_for(args.quick, work)):
+        data = load(setting)
+        folder = work / f"setting{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        n = len(data.X_train)
+        print(f"[throughput] {setting['name']}: {n} training rows, {setting['epochs']} epochs", flush=True)
+        rates: dict[str, list[float]] = {}
+        extra = {}
+        for _ in range(args.repeats):
+            rates.setdefault("minimal", []).append(steady_rate(n, minimal(setting, data)))
+            rates.setdefault("trainer", []).append(steady_rate(n, trainer_run(setting, data, folder,
+                                                                              checkpoint=False, logging=False)))
+            rates.setdefault("+checkpoint", []).append(steady_rate(n, trainer_run(setting, data, folder,
+                                                                                  checkpoint=True, logging=False)))
+            rates.setdefault("+logging", []).append(steady_rate(n, trainer_run(setting, data, folder,
+                                                                               checkpoint=True, logging=True)))
+            run = automl_run(setting, folder, args.threads)
+            rates.setdefault("automl run", []).append(steady_rate(n, run["stamps"]))
+            extra = {"automl_trial_s": run["trial_s"], "automl_wall_s": run["wall_s"],
+                     "automl_whole_trial_samples_per_s": n * run["epochs"] / run["trial_s"]}
+            print("[throughput]   " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()), flush=True)
+        medians = {k: summary(v)["median"] for k, v in rates.items()}
+        base = medians["minimal"]
+        for path, rate in medians.items():
+            per_epoch_ms = 1000 * n / rate
+            rows.append([setting["name"], path, rate, rate / base, per_epoch_ms, per_epoch_ms - 1000 * n / base])
+        rows.append([setting["name"], "automl run, whole trial (incl. 1st epoch, start)",
+                     extra["automl_whole_trial_samples_per_s"], extra["automl_whole_trial_samples_per_s"] / base,
+                     1000 * extra["automl_trial_s"] / setting["epochs"], None])
+        results.append({"setting": setting["name"], "data": setting["data"], "train_rows": n,
+                        "batch_size": setting["batch_size"], "epochs": setting["epochs"], "config": config_of(setting),
+                        "samples_per_s": rates, "median": medians, "ratio_to_minimal":
+                        {k: v / base for k, v in medians.items()}, **extra})
+    columns = ["setting", "path", "samples/s", "ratio to minimal", "ms per epoch", "ms per epoch over minimal"]
+    notes = [
+        f"torch threads: {threads} in every path ({'--threads' if args.threads else 'automl default: all cores for its one worker'}).",
+        "samples/s over epochs 2..E (the first epoch and all start-up excluded); ms per epoch = training rows / rate.",
+        "trainer - minimal = per-epoch validation pass (+ metrics) and the copy of the best weights; "
+        "+checkpoint - trainer = the atomic torch.save per epoch; +logging - +checkpoint = SQLite add_epoch "
+        "(synchronous=FULL) and TensorBoard scalars; automl run - +logging = worker process, pipe round trip, "
+        "the driver's loop and the strategy's should_stop call.",
+        "'automl run, whole trial': training rows x epochs / (finished_at - started_at) of the trial: includes "
+        "the first epoch, the model build and the worker's first touch of the data.",
+    ]
+    write_results(args.out, "throughput", {"threads": threads, "quick": args.quick, "repeats": args.repeats,
+                                           "settings": results},
+                  [("Samples per second", markdown_table(columns, rows))], notes)
+    print((args.out / "throughput.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
