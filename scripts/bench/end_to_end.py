@@ -474,6 +474,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the generated specs live elsewhere: a relative output would move with them
     if args.worker:
         return worker_main(args)
     if args.quick:

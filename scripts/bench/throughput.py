@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="measure every path this many times (median kept)")
     parser.add_argument("--quick", action="store_true", help="5 / 3 epochs, a 10k-row table")
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the generated specs live elsewhere: a relative output would move with them
     import torch
 
     threads = args.threads or os.cpu_count() or 1  # automl: cpu_count // workers threads in its one worker
