@@ -444,8 +444,11 @@ class Trainer:
             metrics, val_pred = self._validate(members, train_losses)
             self._update_best(state, members, metrics, val_pred, epoch)
             state["epoch"] = epoch
+            # report (the driver commits the epoch) before the checkpoint: a crash in between
+            # re-runs this epoch and records it again, where the other order would lose its row
+            stop = report(epoch, metrics)
             self._save(checkpoint, members, state, config)
-            if report(epoch, metrics):
+            if stop:
                 stop_reason = "stopped early by the strategy or the driver"
                 break
             patience = self.settings.patience

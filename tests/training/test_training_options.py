@@ -18,17 +18,27 @@ def classification():
 
 
 class LRRecorder(Recorder):
-    """Also records the learning rate after each epoch, read from the checkpoint written just before report."""
+    """Also records the learning rate after each reported epoch, read from that epoch's checkpoint
+    (written just after the report: read at the next report, and at the end through `lrs`)."""
 
     def __init__(self, checkpoint, stop_at=None):
         super().__init__(stop_at)
         self.checkpoint = checkpoint
-        self.lrs: list[float] = []
+        self._by_epoch: dict[int, float] = {}
+
+    def _read(self) -> None:
+        if self.checkpoint.exists():
+            saved = torch.load(self.checkpoint, weights_only=False)
+            self._by_epoch[saved["epoch"]] = saved["members"][0]["optimizer"]["param_groups"][0]["lr"]
 
     def __call__(self, epoch, metrics) -> bool:
-        saved = torch.load(self.checkpoint, weights_only=False)
-        self.lrs.append(saved["members"][0]["optimizer"]["param_groups"][0]["lr"])
+        self._read()
         return super().__call__(epoch, metrics)
+
+    @property
+    def lrs(self) -> list[float]:
+        self._read()
+        return [self._by_epoch[e] for e in self.epochs]
 
 
 # --- optimizers -----------------------------------------------------------------------------------------
