@@ -25,6 +25,7 @@ from automl.data import load_data
 from automl.data.base import PreparedData
 from automl.errors import BudgetExhausted, PluginError, SpecError
 from automl.execution.threads import ThreadExecutor
+from automl.final_models import FinalModels
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
 from automl.reporting.base import RunObserver
@@ -37,7 +38,6 @@ from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
 from automl.training.runner import TrialContext, build_runner
 from automl.training.trainer import TrainSettings, Trainer
-from automl.final_models import FinalModels
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +270,17 @@ class Agent:
         model = final_models.trained(best)
         val = {k: v for k, v in best.metrics.items() if k in plan.metric_names}  # CV: the mean over folds
         models = {"search": {"trial_id": best.trial_id, "val": val, "test": final_models.test_metrics(model)}}
-        exported = model
+        exported, refit_error = model, None
         if final_models.refit_wanted():
             epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
-            exported = trainer.fit_full(best.trial_id, final_models.trained_config(best), epochs)
-            models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
-                               "test": final_models.test_metrics(exported)}
+            try:
+                exported = trainer.fit_full(best.trial_id, final_models.trained_config(best), epochs)
+            except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
+                refit_error = str(error)
+                log.warning("the refit failed (%s); the best trial's own model is exported", error)
+            else:
+                models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
+                                   "test": final_models.test_metrics(exported)}
         ensemble_net, ensemble = final_models.ensemble(trials)
         if ensemble is not None:
             models["ensemble"] = ensemble
@@ -288,7 +293,7 @@ class Agent:
         final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val,
                  "test": models[default]["test"], "models": models, "default_model": default,
                  "model": model_info, "finished_at": time.time(), "duration_s": duration,
-                 "stopped_because": stopped_because}
+                 "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {})}
         store.set_meta("final", final)
         store.set_meta("elapsed_before", duration)
         paths = self._write_report()

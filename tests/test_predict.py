@@ -159,3 +159,20 @@ def test_predict_on_a_run_without_a_model_says_so(tmp_path):
     (tmp_path / "x.csv").write_text("a\n1\n")
     result = CliRunner().invoke(main, ["predict", str(tmp_path / "run"), str(tmp_path / "x.csv")])
     assert result.exit_code == 1 and "has not finished" in result.output
+
+
+def test_a_refit_that_diverges_keeps_the_run_and_exports_the_searched_model(tmp_path, monkeypatch):
+    from automl.agent import Agent
+    from automl.training.trainer import Trainer as TrainerClass
+
+    def diverge(self, trial_id, config, epochs):
+        raise RuntimeError(f"refit of trial {trial_id} diverged: training loss nan at epoch 1")
+
+    monkeypatch.setattr(TrainerClass, "fit_full", diverge)
+    spec = load_spec(write_spec(tmp_path, refit=True, ensemble={"enabled": False}))
+    summary = Agent(spec).run()
+    assert "refit" not in summary["models"] and "diverged" in summary["refit_error"]
+    assert summary["default_model"] == "search"
+    facts = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
+    assert facts["single"] == "search" and "ensemble" not in facts["files"]
+    assert "The refit failed (refit of trial" in (tmp_path / "run" / "report.md").read_text()

@@ -161,6 +161,7 @@ def _results(meta: dict[str, Any], trials: list[TrialRecord], run_dir: Path) -> 
         "final_val": (final or {}).get("val"),
         "models": (final or {}).get("models"),
         "default_model": (final or {}).get("default_model"),
+        "refit_error": (final or {}).get("refit_error"),
         "trials": {"completed": by_status["COMPLETE"], "failed": by_status["FAILED"], "pruned": by_status["PRUNED"],
                    "running": by_status["RUNNING"], "pending": by_status["PENDING"], "total": len(trials)},
         "duration_s": duration,
@@ -391,6 +392,8 @@ def _model_blocks(r: dict[str, Any]) -> list[tuple]:
         used = " (used by `automl predict`)" if key == r.get("default_model") else ""
         rows.append((title + used, _fmt((entry.get("val") or {}).get(metric)), _fmt((entry.get("test") or {}).get(metric))))
     blocks: list[tuple] = [("table", ("Model", f"Validation {metric}", f"Test {metric}"), rows)]
+    if r.get("refit_error"):
+        blocks.append(("p", f"The refit failed ({r['refit_error']}); the best trial's own model is exported."))
     refit = models.get("refit")
     if refit:
         blocks.append(("p", f"The refit trained for {refit.get('epochs')} epochs (the best epoch of the search) on "
