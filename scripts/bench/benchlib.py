@@ -71,8 +71,9 @@ def write_results(out: Path, suite: str, raw: dict[str, Any], sections: Sequence
     out.mkdir(parents=True, exist_ok=True)
     facts, command = machine_facts(), command_line()
     json_path = out / f"{suite}.json"
-    json_path.write_text(json.dumps({"suite": suite, "command": command, "machine": facts, **raw}, indent=2,
-                                    default=_jsonable))
+    # compact: the raw file holds every value of every run; people read the Markdown
+    json_path.write_text(json.dumps({"suite": suite, "command": command, "machine": facts, **raw},
+                                    separators=(",", ":"), default=_jsonable))
     versions = ", ".join(f"{k} {v}" for k, v in facts["versions"].items() if v)
     parts = [f"# {suite}", "", f"Command: `{command}`", "",
              f"Machine: {facts['cpus']} CPUs, {facts['platform']}, Python {facts['python']}; {versions}.", ""]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -34,22 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 import peers  # noqa: E402
 
-from automl.space import Choice, Float, Int, SearchSpace  # noqa: E402
+from automl.space import SearchSpace  # noqa: E402
+from automl.testing import MIXED_SPACE, toy_loss  # noqa: E402
 
-OVERHEAD_SPACE = SearchSpace((
-    Choice("kind", ("a", "b", "c")),
-    Float("lr", 1e-4, 1e-1, log=True),
-    Float("dropout", 0.0, 0.5),
-    Int("width", 16, 256, log=True),
-    Int("depth", 1, 7, step=2),
-    Float("momentum", 0.5, 0.99),
-))
+# the conformance suite's 6-parameter mixed space, without its one condition: not every
+# peer adapter takes conditional parameters, and all must search the identical space
+OVERHEAD_SPACE = SearchSpace(tuple(replace(p, condition=None) for p in MIXED_SPACE))
 
 
 def cheap_loss(config: Mapping[str, Any]) -> float:
-    loss = (math.log10(config["lr"]) + 2.5) ** 2 + (config["dropout"] - 0.1) ** 2
-    loss += {"a": 0.3, "b": 0.0, "c": 0.6}[config["kind"]] + abs(math.log2(config["width"]) - 6) / 4
-    return loss + abs(config["depth"] - 3) / 10 + abs(config["momentum"] - 0.9)
+    return toy_loss(config, None, 1.0)  # at full budget: a few arithmetic operations
 
 
 def time_run(name: str, n_trials: int, seed: int, max_seconds: float | None) -> dict[str, Any]:
