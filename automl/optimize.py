@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from automl.errors import RunDirError
-from automl.execution.base import TrialOutcome
+from automl.records import Reason, Status, TrialOutcome
 from automl.execution.threads import ThreadExecutor
 from automl.search import Limits, SearchLoop, metrics_of
 from automl.space import SearchSpace
@@ -79,9 +79,9 @@ def optimize(objective: Objective, space: SearchSpace, strategy: str | type[Stra
                 metrics = metrics_of(objective(dict(request.config), request.budget), metric)
                 value = metrics.get(metric, math.nan)
                 if not math.isfinite(value):
-                    return TrialOutcome("FAILED", None, metrics, reason="non-finite",
+                    return TrialOutcome(Status.FAILED, None, metrics, reason=Reason.NON_FINITE,
                                         error=f"the objective returned {metric}={value}")
-                return TrialOutcome("COMPLETE", to_loss(value, direction), metrics, epochs=0)
+                return TrialOutcome(Status.COMPLETE, to_loss(value, direction), metrics, epochs=0)
 
             loop = SearchLoop(instance, label=label, space=space, store=store,
                               executor=ThreadExecutor(run_trial, workers),

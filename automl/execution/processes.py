@@ -35,7 +35,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from automl.execution.base import Runner, TrialEvent, TrialOutcome, TrialRequest
+from automl.execution.base import Reply, Runner, TrialEvent, TrialOutcome, TrialRequest
 from automl.execution.slots import Slot, plan_slots
 from automl.execution.threads import REPLY_TIMEOUT, classify_failure
 
@@ -405,7 +405,7 @@ class ProcessExecutor:
             trial.epochs += 1
             reply = lambda stop, w=worker, r=trial.run_id, e=message[1]: self._answer(w, r, e, stop)  # noqa: E731
             self._pending.append(TrialEvent("epoch", trial_id, worker.name, epoch=message[1], metrics=message[2],
-                                            _reply=reply))
+                                            reply=Reply(reply)))
         elif kind == "finished":
             worker.trial = None  # the slot is free exactly when its outcome is queued: idle() stays true to it
             self._pending.append(TrialEvent("finished", trial_id, worker.name, outcome=message[1]))

@@ -34,7 +34,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from automl.execution.base import Runner, TrialEvent, TrialOutcome, TrialRequest
+from automl.execution.base import Reply, Runner, TrialEvent, TrialOutcome, TrialRequest
 from automl.execution.slots import Slot
 from automl.execution.threads import REPLY_TIMEOUT, classify_failure
 
@@ -404,7 +404,7 @@ class RayExecutor:
             epoch, metrics = payload
             reply = lambda stop, a=actor, r=run_id, e=epoch: self._answer(a, r, e, stop)  # noqa: E731
             self._pending.append(TrialEvent("epoch", trial_id, actor.name, epoch=epoch, metrics=metrics,
-                                            _reply=reply))
+                                            reply=Reply(reply)))
         elif kind == "finished":
             actor.trial = None  # the slot is free exactly when its outcome is queued: idle() stays true to it
             self._pending.append(TrialEvent("finished", trial_id, actor.name, outcome=payload[0]))

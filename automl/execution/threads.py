@@ -13,7 +13,7 @@ import threading
 import traceback
 
 
-from automl.execution.base import Runner, TrialEvent, TrialOutcome, TrialRequest
+from automl.execution.base import Reply, Runner, TrialEvent, TrialOutcome, TrialRequest
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class ThreadExecutor:
         def report(epoch: int, metrics: dict) -> bool:
             reply: "queue.Queue[bool]" = queue.Queue(maxsize=1)
             self._events.put(TrialEvent("epoch", request.trial_id, worker, epoch=epoch, metrics=dict(metrics),
-                                        _reply=reply.put))
+                                        reply=Reply(reply.put)))
             waited = 0.0
             while not flag.is_set() and waited < REPLY_TIMEOUT:  # a stopped trial does not wait for an answer
                 try:

@@ -8,42 +8,15 @@ suggested, so an Observation carries the config and budget it was run with.
 """
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from automl.records import Observation, Status, Suggestion
 from automl.space import SearchSpace
 
-
-class Status(str, enum.Enum):
-    COMPLETE = "COMPLETE"
-    PRUNED = "PRUNED"
-    FAILED = "FAILED"
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    """What a strategy asks to run."""
-
-    trial_id: str
-    config: Mapping[str, Any]
-    budget: float | None = None  # fidelity in epochs; None means the full budget
-    resume_from: str | None = None  # continue that trial's checkpoint (a promotion)
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What a strategy is told once a trial has ended."""
-
-    trial_id: str
-    status: Status
-    loss: float | None  # always minimised; None when the trial failed
-    config: Mapping[str, Any] = field(default_factory=dict)
-    budget: float | None = None  # the budget the trial was run with (its suggestion's)
-    metrics: Mapping[str, float] = field(default_factory=dict)
+__all__ = ["NoOptions", "Observation", "Status", "Strategy", "Suggestion", "TrialIds"]
 
 
 class TrialIds:

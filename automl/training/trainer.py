@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from automl.data.base import PreparedData
-from automl.execution.base import TrialOutcome
+from automl.records import Reason, Status, TrialOutcome
 from automl.families.base import Family
 from automl.training.metrics import classification_metrics, regression_metrics, summarize_folds, to_loss
 
@@ -434,13 +434,13 @@ class Trainer:
             state = self._restore(members, source, own=source == checkpoint)
             log.info("trial %s resumes from %s at epoch %d", trial_id, source, state["epoch"])
 
-        stop_reason = None
+        stop_reason: Reason | None = None
         for epoch in range(state["epoch"] + 1, epochs + 1):
             train_losses = [self._train_epoch(member, config) for member in members]
             diverged = next((loss for loss in train_losses if not math.isfinite(loss)), None)
             if diverged is not None:
-                return TrialOutcome("FAILED", None, epochs=epoch, reason="diverged",
-                                    error=f"training loss became {diverged} at epoch {epoch}")
+                return TrialOutcome.failed(Reason.DIVERGED, f"training loss became {diverged} at epoch {epoch}",
+                                           epochs=epoch)
             metrics, val_pred = self._validate(members, train_losses)
             self._update_best(state, members, metrics, val_pred, epoch)
             state["epoch"] = epoch
@@ -449,11 +449,11 @@ class Trainer:
             stop = report(epoch, metrics)
             self._save(checkpoint, members, state, config)
             if stop:
-                stop_reason = "stopped early by the strategy or the driver"
+                stop_reason = Reason.STOPPED
                 break
             patience = self.settings.patience
             if patience is not None and state["bad_epochs"] >= patience and epoch < epochs:
-                stop_reason = "early stopped"
+                stop_reason = Reason.EARLY_STOPPED
                 break
         return self._outcome(state, stop_reason)
 
@@ -486,12 +486,12 @@ class Trainer:
                      "torch_rng": torch.get_rng_state(), "best": state["best"], "bad_epochs": state["bad_epochs"],
                      "config": dict(config)}, checkpoint)
 
-    def _outcome(self, state: dict[str, Any], stop_reason: str | None) -> TrialOutcome:
+    def _outcome(self, state: dict[str, Any], stop_reason: Reason | None) -> TrialOutcome:
         best = state["best"]
         if best is None or not math.isfinite(best["loss"]):
-            return TrialOutcome("FAILED", None, epochs=state["epoch"], reason="no finite validation score",
-                                error=f"validation {self.settings.metric} was never finite")
-        status = "PRUNED" if stop_reason and stop_reason.startswith("stopped") else "COMPLETE"
+            return TrialOutcome.failed(Reason.NO_SCORE, f"validation {self.settings.metric} was never finite",
+                                       epochs=state["epoch"])
+        status = Status.PRUNED if stop_reason is Reason.STOPPED else Status.COMPLETE
         metrics = {**best["metrics"], "best_epoch": best["epoch"]}
         return TrialOutcome(status, best["loss"], metrics, epochs=state["epoch"], reason=stop_reason)
 

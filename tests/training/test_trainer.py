@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.datasets import make_classification, make_regression
 
+from automl.records import Reason
 from automl.data.base import PreparedData, Profile
 from automl.families.mlp import MLPFamily
 from automl.training.trainer import Trainer, TrainSettings, TrialOutcome, load_best_model
@@ -149,7 +150,7 @@ def test_patience_stops_a_trial_early_as_complete(classification, tmp_path):
     outcome = accuracy_trainer(classification, patience=patience).run("0002", CONFIG, 60, tmp_path / "ckpt.pt",
                                                                         report)
     assert outcome.status == "COMPLETE"
-    assert outcome.reason == "early stopped"
+    assert outcome.reason is Reason.EARLY_STOPPED
     assert outcome.epochs < 60
     assert report.epochs == list(range(1, outcome.epochs + 1))
     # it stopped exactly `patience` epochs after the last improvement
