@@ -15,29 +15,29 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
-from pydantic import ValidationError
 
 import automl
 from automl.data import load_data
 from automl.data.base import PreparedData
-from automl.errors import BudgetExhausted, PluginError, SpecError
+from automl.errors import AutoMLError, BudgetExhausted, PluginError, SpecError
 from automl.execution.threads import ThreadExecutor
-from automl.final_models import FinalModels
+from automl.final.finish import finish_search, no_model_document
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
 from automl.reporting.base import RunObserver
 from automl.rundir import RunLock, prepare_run_dir
 from automl.space import SearchSpace
-from automl.spec import METRICS, TaskSpec, problems_from_validation_error, spec_fingerprint
-from automl.search import Limits, Observers, SearchLoop
-from automl.store import TrialStore, best_trial
+from automl.spec import METRICS, TaskSpec, spec_fingerprint
+from automl.search import Limits, Observers, SearchLoop, StopCause
+from automl.strategy_builder import StrategySetup, build_strategy, validate_options
+from automl.store import TrialStore
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
 from automl.training.runner import TrialContext, build_runner
-from automl.training.trainer import TrainSettings, Trainer
+from automl.training.trainer import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,6 @@ class Plan:
     families: dict = field(default_factory=dict)
 
 
-def validate_strategy_options(strategy_cls: type[Strategy], options: Mapping[str, Any]):
-    try:
-        return strategy_cls.Options.model_validate(options)
-    except ValidationError as error:
-        problems = [(f"strategy.options.{path}".rstrip("."), msg) for path, msg in problems_from_validation_error(error)]
-        raise SpecError(problems) from None
-
-
 def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
     """Load plugins and data and decide families and space; runs no trial, writes nothing."""
     registry = discover(tuple(spec.plugins_dirs) + tuple(extra_plugin_dirs))
@@ -76,7 +68,7 @@ def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
         if spec.strategy.name not in registry.names("strategies"):
             raise SpecError([("strategy.name", str(error))]) from None
         raise
-    options = validate_strategy_options(strategy_cls, spec.strategy.options)
+    options = validate_options(strategy_cls, spec.strategy.options)
     data = load_data(spec.data, spec.split, task=spec.task, seed=spec.seed)
     task = data.profile.task
     metric, direction = spec.resolved_metric(task)
@@ -95,6 +87,10 @@ def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
     choices = choose_families(data.profile, families, spec.families)
     chosen = [c.family for c in choices if c.chosen]
     space = build_space(data.profile, families, chosen, spec.families)
+    # built once here, and dropped, so that `automl validate` reports what a strategy refuses
+    # (e.g. a rung ladder that does not fit max_epochs) before a run directory is touched
+    build_strategy(strategy_cls, options, StrategySetup(space, spec.seed, float(spec.budget.max_epochs)),
+                   registry=registry)
     return Plan(spec, registry, data, metric, direction, metric_names, choices, space, strategy_cls, options,
                 {n: families[n] for n in chosen})
 
@@ -137,20 +133,21 @@ class Agent:
         self.plan, self.store = plan, store
         strategy_plugin = plan.registry.get("strategies", spec.strategy.name)
         self._write_meta(plan, store, device, strategy_plugin.source, resuming)
-        strategy = plan.strategy_cls(plan.space, seed=spec.seed, max_budget=float(spec.budget.max_epochs),
-                                     options=plan.strategy_options)
-        strategy.workdir = self.run_dir / "strategy"
-        strategy.workdir.mkdir(exist_ok=True)
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
         self.observers = Observers([tensorboard, *self.extra_observers])
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed,
                                  loss=spec.loss)
         self.settings = settings
-        context = TrialContext(plan.data, settings, tuple(plan.families),
-                               tuple(spec.plugins_dirs) + tuple(self.plugin_dirs), self.run_dir / "checkpoints")
+        context = TrialContext(plan.data, settings, tuple(plan.registry.family_ref(name) for name in plan.families),
+                               self.run_dir / "checkpoints")
         executor, workers = self._make_executor(context, device)
-        strategy.parallelism = workers
+        try:
+            strategy = build_strategy(plan.strategy_cls, plan.strategy_options, self._strategy_setup(workers),
+                                      registry=plan.registry)
+        except BaseException:
+            executor.shutdown()
+            raise
         isolation = "ray" if spec.execution.backend == "ray" else spec.execution.isolation
         store.set_meta("run", {**store.get_meta("run"), "workers": workers, "isolation": isolation})
         budget = spec.budget
@@ -161,7 +158,7 @@ class Agent:
                           budget.max_trial_time, budget.max_consecutive_failures, spec.execution.retries),
             metric=plan.metric, direction=plan.direction, observers=self.observers,
             prior_elapsed=float(store.get_meta("elapsed_before", 0.0)), call_timeout=spec.strategy.timeout,
-            fallback=self._fallback_factory(plan) if spec.strategy.fallback else None,
+            fallback=self._fallback_factory(plan, workers) if spec.strategy.fallback else None,
             fallback_name=spec.strategy.fallback or "random")
         resubmit = self.loop.replay()
         self.observers.run_started({
@@ -170,14 +167,15 @@ class Agent:
             "max_epochs": budget.max_epochs, "device": device, "workers": workers,
             "already_finished": sum(1 for t in store.trials() if t.finished)})
         try:
-            stopped_because = self.loop.run(resubmit)
+            search_end = self.loop.run(resubmit)
         except BaseException:
             store.set_meta("elapsed_before", self.loop.elapsed())
             self._write_report()
             self.observers.close()
             raise
         try:
-            if stopped_because.startswith("max_consecutive_failures"):
+            stopped_because = str(search_end)
+            if search_end.cause is StopCause.CONSECUTIVE_FAILURES:
                 self._abort(stopped_because)
             summary = self._finish(plan, stopped_because)
         finally:
@@ -187,8 +185,7 @@ class Agent:
     def _abort(self, why: str) -> None:
         """Trials fail one after another: stop with the last error rather than burn the budget."""
         self.store.set_meta("elapsed_before", self.loop.elapsed())
-        self.store.set_meta("final", {"best_trial_id": None, "stopped_because": why, "finished_at": time.time(),
-                                      "duration_s": self.loop.elapsed()})
+        self.store.set_meta("final", no_model_document(why, self.loop.elapsed()))
         self._write_report()
         failed = [t for t in self.store.trials() if t.status == "FAILED"]
         last = failed[-1] if failed else None
@@ -217,13 +214,14 @@ class Agent:
         if not resuming:
             store.set_meta("elapsed_before", 0.0)
 
-    def _fallback_factory(self, plan: Plan):
+    def _strategy_setup(self, workers: int) -> StrategySetup:
+        return StrategySetup(self.plan.space, self.spec.seed, float(self.spec.budget.max_epochs),
+                             self.run_dir / "strategy", workers)
+
+    def _fallback_factory(self, plan: Plan, workers: int):
         def make() -> Strategy:
             cls = plan.registry.strategy(self.spec.strategy.fallback)
-            strategy = cls(plan.space, seed=self.spec.seed, max_budget=float(self.spec.budget.max_epochs),
-                           options=cls.Options())
-            strategy.workdir, strategy.parallelism = self.run_dir / "strategy", self.spec.execution.workers or 1
-            return strategy
+            return build_strategy(cls, {}, self._strategy_setup(workers), registry=plan.registry)
         return make
 
     def _make_executor(self, context: TrialContext, device: str):
@@ -241,7 +239,11 @@ class Agent:
             workers = execution.workers or 1
             if device == "cpu":  # split the cores so parallel trials do not fight over them
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-            return ThreadExecutor(build_runner(context), workers), workers
+            from automl.execution.slots import Slot
+
+            runner = build_runner(context)  # one trainer for every thread: they share the driver's data tensors
+            slots = [Slot(i, device, torch.get_num_threads()) for i in range(workers)]
+            return ThreadExecutor(lambda slot: runner, slots), workers
         from automl.execution.processes import ProcessExecutor
         from automl.execution.slots import plan_slots
 
@@ -250,55 +252,17 @@ class Agent:
 
     # -- after the search ---------------------------------------------------------------------------
     def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:
-        from automl.export import export_model
-
-        store = self.store
-        trials = store.trials()
-        best = best_trial(trials)
         duration = self.loop.elapsed()
-        if best is None:
-            store.set_meta("final", {"best_trial_id": None, "stopped_because": stopped_because,
-                                     "finished_at": time.time(), "duration_s": duration})
-            self._write_report()
-            failed = [t for t in trials if t.status == "FAILED"]
-            hint = f" The last error: {(failed[-1].error or '').strip().splitlines()[-1]}." if failed and failed[-1].error else ""
-            raise BudgetExhausted(f"no trial finished with a usable score ({stopped_because}; {len(failed)} failed)."
-                                  f"{hint} See {self.run_dir / 'report.html'}.")
-        # the driver's own trainer, made only now: during the search the data live in the workers
-        trainer = Trainer(plan.data, self.settings, plan.families)
-        final_models = FinalModels(self, plan, trainer)
-        model = final_models.trained(best)
-        val = {k: v for k, v in best.metrics.items() if k in plan.metric_names}  # CV: the mean over folds
-        models = {"search": {"trial_id": best.trial_id, "val": val, "test": final_models.test_metrics(model)}}
-        exported, refit_error = model, None
-        if final_models.refit_wanted():
-            epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
-            try:
-                exported = trainer.fit_full(best.trial_id, final_models.trained_config(best), epochs)
-            except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
-                refit_error = str(error)
-                log.warning("the refit failed (%s); the best trial's own model is exported", error)
-            else:
-                models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
-                                   "test": final_models.test_metrics(exported)}
-        ensemble_net, ensemble = final_models.ensemble(trials)
-        if ensemble is not None:
-            models["ensemble"] = ensemble
-        default = "ensemble" if ensemble is not None and ensemble["beats_single"] else ("refit" if "refit" in models
-                                                                                       else "search")
-        model_info = export_model(exported, plan.data, best.config, best.trial_id, plan.metric, self.run_dir / "model",
-                                  data_source=self.spec.data.model_dump(mode="json"), ensemble=ensemble_net,
-                                  default="ensemble" if default == "ensemble" else "single",
-                                  single="refit" if "refit" in models else "search")
-        final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val,
-                 "test": models[default]["test"], "models": models, "default_model": default,
-                 "model": model_info, "finished_at": time.time(), "duration_s": duration,
-                 "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {})}
-        store.set_meta("final", final)
-        store.set_meta("elapsed_before", duration)
+        try:
+            final = finish_search(self.spec, plan.data, plan.families, self.store, self.run_dir, self.settings,
+                                  stopped_because=stopped_because, duration=duration)
+        except AutoMLError:
+            self._write_report()  # the trials and why no model came out of them
+            raise
+        self.store.set_meta("elapsed_before", duration)
         paths = self._write_report()
-        summary = {**final, "best": val, "run_dir": str(self.run_dir), "metric": plan.metric, "direction": plan.direction,
-                   "report": {k: str(v) for k, v in paths.items()}}
+        summary = {**final, "best": final["val"], "run_dir": str(self.run_dir), "metric": plan.metric,
+                   "direction": plan.direction, "report": {k: str(v) for k, v in paths.items()}}
         self.observers.run_finished(summary)
         return summary
 

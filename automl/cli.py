@@ -146,7 +146,10 @@ def report(run_dir):
     if not (Path(run_dir) / TrialStore.FILENAME).exists():
         click.echo(f"error: {run_dir} holds no {TrialStore.FILENAME}; is it a run directory?", err=True)
         sys.exit(1)
-    paths = write_report(Path(run_dir))
+    try:
+        paths = write_report(Path(run_dir))
+    except AutoMLError as error:  # a damaged or newer trials.db
+        _fail(error)
     for kind, path in paths.items():
         click.echo(f"{kind}: {path}")
 
@@ -176,7 +179,7 @@ def plugins(plugins_dirs):
                                       "single model on validation).")
 def predict(run_dir, input_path, out, which):
     """Predict INPUT (a CSV, an .npz or an image folder, like the training data) with a run's model."""
-    from automl.predict import predict_file
+    from automl.final.predict import predict_file
 
     try:
         table = predict_file(Path(run_dir), Path(input_path), which)

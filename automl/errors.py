@@ -36,13 +36,16 @@ class RunDirError(AutoMLError):
     """The run directory cannot be used as asked (changed spec, in use, ...)."""
 
 
-class TrialFailed(AutoMLError):
-    """A trial failed; recorded as data, never ends the run by itself."""
-
-
-class TrialPruned(AutoMLError):
-    """A trial was stopped early on purpose."""
-
-
 class BudgetExhausted(AutoMLError):
     """Too many failed trials: the search cannot go on."""
+
+
+class CheckpointError(AutoMLError):
+    """A trial checkpoint cannot be read (missing, damaged, or not safely loadable): names the file."""
+
+    def __init__(self, path, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self):  # picklable across worker processes despite the two-argument constructor
+        return type(self), (self.path, self.problem)

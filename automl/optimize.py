@@ -22,11 +22,14 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 from automl.errors import RunDirError
 from automl.records import Reason, Status, TrialOutcome
+from automl.execution.slots import plan_slots
 from automl.execution.threads import ThreadExecutor
 from automl.search import Limits, SearchLoop, metrics_of
+from automl.plugins import Registry, discover
 from automl.space import SearchSpace
 from automl.store import TrialRecord, TrialStore, best_trial
 from automl.strategies.base import Strategy
+from automl.strategy_builder import StrategySetup, build_strategy
 from automl.training.metrics import to_loss
 
 Objective = Callable[[Mapping[str, Any], float], Union[float, Mapping[str, float]]]
@@ -42,11 +45,9 @@ class OptimizeResult:
     storage: Path | None  # the trial database, when one was asked for
 
 
-def _strategy_class(strategy: str | type[Strategy], plugins_dirs: Sequence[Path]) -> tuple[type[Strategy], str]:
+def _strategy_class(strategy: str | type[Strategy], registry: Registry) -> tuple[type[Strategy], str]:
     if isinstance(strategy, str):
-        from automl.plugins import discover
-
-        plugin = discover(plugins_dirs).get("strategies", strategy)
+        plugin = registry.get("strategies", strategy)
         return plugin.load(), f"strategy {strategy!r} from {plugin.source}"
     return strategy, f"strategy {getattr(strategy, 'name', strategy.__name__)!r} ({strategy.__module__})"
 
@@ -58,14 +59,13 @@ def optimize(objective: Objective, space: SearchSpace, strategy: str | type[Stra
              storage: str | Path | None = None, plugins_dirs: Sequence[str | Path] = ()) -> OptimizeResult:
     """Minimise (or maximise) `objective` over `space`. With `storage` (a folder) the trial
     database is kept there and a second call with the same space resumes from it."""
-    cls, label = _strategy_class(strategy, [Path(p) for p in plugins_dirs])
-    instance = cls(space, seed=seed, max_budget=float(max_budget), options=cls.Options.model_validate(options or {}))
-    instance.parallelism = workers
+    registry = discover([Path(p) for p in plugins_dirs])
+    cls, label = _strategy_class(strategy, registry)
     with tempfile.TemporaryDirectory(prefix="automl-optimize-") as scratch:
         folder = Path(storage) if storage is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        instance.workdir = folder / "strategy"
-        instance.workdir.mkdir(exist_ok=True)
+        instance = build_strategy(cls, options, StrategySetup(space, seed, float(max_budget), folder / "strategy",
+                                                              workers), registry=registry)
         store = TrialStore(folder / TrialStore.FILENAME)
         try:
             known = store.get_meta("space")
@@ -84,10 +84,10 @@ def optimize(objective: Objective, space: SearchSpace, strategy: str | type[Stra
                 return TrialOutcome(Status.COMPLETE, to_loss(value, direction), metrics, epochs=0)
 
             loop = SearchLoop(instance, label=label, space=space, store=store,
-                              executor=ThreadExecutor(run_trial, workers),
+                              executor=ThreadExecutor(lambda slot: run_trial, plan_slots("cpu", workers)),
                               limits=Limits(max_trials, max_time, max_failed or max_trials or 10**9, float(max_budget)),
                               metric=metric, direction=direction)
-            stopped = loop.run(loop.replay())
+            stopped = str(loop.run(loop.replay()))
             trials = store.trials()
         finally:
             store.close()

@@ -9,10 +9,8 @@ failure is a PluginError that names the plugin and where it came from.
 """
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
-import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -22,6 +20,7 @@ from pydantic import BaseModel
 
 from automl.errors import PluginError
 from automl.families.base import Family
+from automl.families.loading import FamilyRef, import_plugin_file
 from automl.strategies.base import Strategy
 
 log = logging.getLogger(__name__)
@@ -38,6 +37,8 @@ class Plugin:
     source: str  # "entry point automl.strategies:random (automl 0.1.0)" or the file path
     _load: Callable[[], Any]
     _loaded: Any = field(default=None, repr=False)
+    target: str | None = None  # an entry point's value, "package.module:Class"
+    path: Path | None = None  # or the plugin file that defines it
 
     def load(self) -> Any:
         """The plugin's class, imported once and checked against the protocol."""
@@ -109,6 +110,16 @@ class Registry:
     def family(self, name: str) -> Family:
         return self.get("families", name).load()()
 
+    def family_ref(self, name: str) -> FamilyRef:
+        """Where family `name` lives, for a worker to import that class alone."""
+        plugin = self.get("families", name)
+        cls = plugin.load()  # checked here, in the driver, so a broken plugin fails before any worker starts
+        if plugin.path is not None:
+            return FamilyRef(name, cls.__qualname__, path=plugin.path)
+        if plugin.target:
+            return FamilyRef.from_target(name, plugin.target)
+        return FamilyRef(name, cls.__qualname__, module=cls.__module__)
+
     def all(self) -> list[Plugin]:
         return [p for kind in GROUPS for p in sorted(self.plugins[kind].values(), key=lambda p: p.name)]
 
@@ -122,21 +133,16 @@ def _entry_point_plugins() -> list[Plugin]:
             if (ep.name, ep.value) in seen:  # the same distribution seen twice on sys.path
                 continue
             seen.add((ep.name, ep.value))
-            found.append(Plugin(kind, ep.name, f"entry point {group}:{ep.name} = {ep.value} ({dist})", ep.load))
+            found.append(Plugin(kind, ep.name, f"entry point {group}:{ep.name} = {ep.value} ({dist})", ep.load,
+                                target=ep.value))
     return found
 
 
 def _import_file(path: Path):
-    module_name = f"automl_plugins_{path.stem}_{abs(hash(str(path))) % 10**8}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     try:
-        spec.loader.exec_module(module)
+        return import_plugin_file(path)
     except Exception as error:
-        sys.modules.pop(module_name, None)
         raise PluginError(f"plugin file {path} failed to import: {type(error).__name__}: {error}") from error
-    return module
 
 
 def _file_plugins(folder: Path) -> list[Plugin]:
@@ -152,7 +158,7 @@ def _file_plugins(folder: Path) -> list[Plugin]:
                 continue  # imported into the file, not defined by it
             for kind, base in BASES.items():
                 if issubclass(obj, base) and obj is not base and getattr(obj, "name", ""):
-                    found.append(Plugin(kind, obj.name, str(path), (lambda o=obj: o)))
+                    found.append(Plugin(kind, obj.name, str(path), (lambda o=obj: o), path=path))
     return found
 
 

@@ -1,7 +1,6 @@
 """The run directory: who holds it, and whether a spec may resume it."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -10,41 +9,58 @@ import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from automl.errors import RunDirError
+from automl.files import write_atomic
 from automl.store import TrialStore
 
 LOCK_FILE = ".lock"
+HOLDER_FILE = ".lock.json"  # who holds the lock: beside it, as Windows cannot read a locked file
 
 
 class RunLock:
-    """An exclusive lock on a run directory, released by the OS if the holder dies."""
+    """An exclusive lock on a run directory, released by the OS if the holder dies.
+
+    Held while this object lives: a dropped RunLock lets go of its lock."""
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / LOCK_FILE
-        self._fd: int | None = None
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self.holder_path = self.run_dir / HOLDER_FILE
+        # not thread-local: the run holds it, whichever of its threads lets go
+        self._lock = FileLock(self.path, thread_local=False)
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if self._lock.is_locked:
+            raise RuntimeError(f"{self.path} is already held by this RunLock")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise RunDirError(f"run directory {self.path.parent} is in use by process {holder.get('pid', '?')} on "
+            self._lock.acquire(blocking=False)
+        except Timeout:
+            holder = self.holder()
+            raise RunDirError(f"run directory {self.run_dir} is in use by process {holder.get('pid', '?')} on "
                               f"host {holder.get('host', '?')} (since {holder.get('since', '?')}); wait for it to "
                               "finish, stop it, or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
-        os.fsync(fd)
-        self._fd = fd
+        try:
+            write_atomic(self.holder_path, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                       "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def holder(self) -> dict[str, Any]:
+        """The pid, host and start of the process holding the lock, as far as it wrote them."""
+        try:
+            holder = json.loads(self.holder_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return holder if isinstance(holder, dict) else {}
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._lock.is_locked:
+            self.holder_path.unlink(missing_ok=True)
+            self._lock.release()
 
     def __enter__(self) -> "RunLock":
         self.acquire()
@@ -52,14 +68,6 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def _read_holder(fd: int) -> dict[str, Any]:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        return json.loads(os.read(fd, 4096).decode() or "{}")
-    except (OSError, ValueError):
-        return {}
 
 
 def diff(old: Any, new: Any, path: str = "") -> list[str]:
@@ -86,7 +94,7 @@ def prepare_run_dir(run_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
         return False
     if overwrite:
         for child in run_dir.iterdir():
-            if child.name == LOCK_FILE:
+            if child.name in (LOCK_FILE, HOLDER_FILE):
                 continue
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         return False

@@ -7,6 +7,7 @@ event is committed to the store before the strategy or an observer hears of it.
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import logging
 import math
 import queue
@@ -55,10 +56,42 @@ class Observers:
         return call
 
 
-def observation_of(record: TrialRecord) -> Observation:
+class StopCause(str, enum.Enum):
+    MAX_TRIALS = "max_trials"
+    MAX_TIME = "max_time"
+    MAX_FAILED = "max_failed"
+    CONSECUTIVE_FAILURES = "max_consecutive_failures"
+    STRATEGY_DONE = "strategy_done"
+
+
+@dataclass(frozen=True)
+class SearchEnd:
+    """Why the search stopped: a cause to branch on and a sentence for people."""
+
+    cause: StopCause
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def epoch_losses(history: Sequence[Mapping[str, Any]], metric: str, direction: str) -> tuple[float, ...]:
+    """The loss after each recorded epoch (inf where the metric was not finite), epoch 1 first."""
+    losses = []
+    for row in history:
+        value = row.get(metric)
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+        losses.append(to_loss(value, direction) if finite else math.inf)
+    return tuple(losses)
+
+
+def observation_of(record: TrialRecord, metric: str, direction: str, with_history: bool = False) -> Observation:
+    """What a strategy is told of a finished trial; `with_history` adds its per-epoch losses."""
+    history = epoch_losses(record.history, metric, direction) if with_history else ()
     return Observation(trial_id=record.trial_id, status=Status(record.status), loss=record.loss,
                        config=record.config, budget=record.budget,
-                       metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
+                       metrics={k: v for k, v in record.metrics.items() if isinstance(v, (int, float))},
+                       resume_from=record.resume_from, history=history)
 
 
 class CallThread:
@@ -92,6 +125,7 @@ class SearchLoop:
                  limits: Limits, metric: str, direction: str, observers: Observers | None = None,
                  prior_elapsed: float = 0.0, call_timeout: float = 600.0,
                  fallback: Callable[[], Strategy] | None = None, fallback_name: str = "random"):
+        # fallback: builds the strategy that takes over, once, from one that breaks
         self.strategy = strategy
         self.label = label  # "strategy 'x' from <source>", for errors
         self.space = space
@@ -159,12 +193,29 @@ class SearchLoop:
         self.fell_back = True
         self.strategy = self.fallback()
         self.label = f"fallback strategy {self.fallback_name!r}"
-        for record in self.store.trials():
+        self._replay_into_strategy(self._call_once)
+
+    def _observation(self, record: TrialRecord) -> Observation:
+        return observation_of(record, self.metric, self.direction, self._wants_history())
+
+    def _wants_history(self) -> bool:
+        return bool(getattr(self.strategy, "wants_history", False))
+
+    def _replay_into_strategy(self, call) -> list[TrialRecord]:
+        """Tell the strategy every finished trial in creation order and announce the interrupted
+        ones; returns the interrupted ones. A strategy that wants the epoch history also hears the
+        recorded epochs of an interrupted trial through should_stop, as it did before (answers unused)."""
+        interrupted = []
+        for record in self.store.trials(with_history=self._wants_history()):
             if record.finished:
-                self._call_once("tell", observation_of(record))
-            else:
-                self._call_once("resume_pending", Suggestion(record.trial_id, record.config, record.budget,
-                                                             record.resume_from))
+                call("tell", self._observation(record))
+                continue
+            interrupted.append(record)
+            call("resume_pending", Suggestion(record.trial_id, record.config, record.budget, record.resume_from))
+            if self._wants_history():
+                for epoch, loss in enumerate(epoch_losses(record.history, self.metric, self.direction), start=1):
+                    call("should_stop", record.trial_id, epoch, loss)
+        return interrupted
 
     def _ask(self) -> Suggestion | None:
         return self._guarded(self._ask_once)
@@ -193,12 +244,8 @@ class SearchLoop:
     def replay(self) -> list[TrialRequest]:
         """Rebuild the strategy from the store; return interrupted trials to run again."""
         resubmit = []
-        for record in self.store.trials():
-            if record.finished:
-                self._call("tell", observation_of(record))
-                continue
+        for record in self._replay_into_strategy(self._call):
             self.store.reset_trial(record.trial_id)
-            self._call("resume_pending", Suggestion(record.trial_id, record.config, record.budget, record.resume_from))
             resubmit.append(TrialRequest(record.trial_id, record.config, record.budget or self.limits.max_budget,
                                          record.resume_from, time_limit=self.limits.max_trial_time))
         if resubmit:
@@ -209,21 +256,22 @@ class SearchLoop:
     def _out_of_time(self) -> bool:
         return self.limits.max_time is not None and self.elapsed() >= self.limits.max_time
 
-    def budget_left(self) -> str | None:
+    def budget_left(self) -> SearchEnd | None:
         """Why no new trial may start, or None."""
         limits = self.limits
         if limits.max_consecutive_failures is not None and self._failures_in_a_row >= limits.max_consecutive_failures:
-            return f"max_consecutive_failures ({limits.max_consecutive_failures}) trials failed in a row"
+            return SearchEnd(StopCause.CONSECUTIVE_FAILURES,
+                             f"max_consecutive_failures ({limits.max_consecutive_failures}) trials failed in a row")
         counts = self.store.counts()
         if limits.max_trials is not None and counts["total"] >= limits.max_trials:
-            return f"max_trials ({limits.max_trials}) reached"
+            return SearchEnd(StopCause.MAX_TRIALS, f"max_trials ({limits.max_trials}) reached")
         if limits.max_time is not None and self.elapsed() >= limits.max_time:
-            return f"max_time ({limits.max_time:g} s) reached"
+            return SearchEnd(StopCause.MAX_TIME, f"max_time ({limits.max_time:g} s) reached")
         if counts.get("FAILED", 0) >= limits.max_failed:
-            return f"max_failed ({limits.max_failed}) failed trials reached"
+            return SearchEnd(StopCause.MAX_FAILED, f"max_failed ({limits.max_failed}) failed trials reached")
         return None
 
-    def run(self, resubmit: Sequence[TrialRequest] = ()) -> str:
+    def run(self, resubmit: Sequence[TrialRequest] = ()) -> SearchEnd:
         """Run until a budget or the strategy ends the search; returns why it stopped."""
         self._resubmit = list(resubmit)
         try:
@@ -235,7 +283,7 @@ class SearchLoop:
             self.executor.shutdown()
             self._calls.shutdown()
 
-    def _loop(self) -> str:
+    def _loop(self) -> SearchEnd:
         executor = self.executor
         strategy_done = False
         while True:
@@ -266,7 +314,7 @@ class SearchLoop:
                 if stop is not None:
                     return stop
                 if strategy_done or self._call("is_finished", default=False):
-                    return "the strategy has nothing more to suggest"
+                    return SearchEnd(StopCause.STRATEGY_DONE, "the strategy has nothing more to suggest")
             for event in executor.events(timeout=0.5):
                 self._handle(event)
             if self._out_of_time():
@@ -319,7 +367,7 @@ class SearchLoop:
             request = self._running.pop(event.trial_id, None)
             retry = self._retry(request, outcome) if request is not None else None
             if retry is not None:
-                store.add_attempt(event.trial_id, request.attempt, outcome.reason or "failed", outcome.error,
+                store.add_attempt(event.trial_id, request.attempt, outcome.reason, outcome.error,
                                   dict(request.overrides))
                 store.reset_trial(event.trial_id)
                 self._resubmit.insert(0, retry)
@@ -333,7 +381,7 @@ class SearchLoop:
             if outcome.status == "FAILED":
                 last_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
                 log.warning("trial %s failed (%s): %s", event.trial_id, outcome.reason, last_line[0])
-            self._call("tell", observation_of(record))
+            self._call("tell", self._observation(record))  # store.trial() holds the epoch history
             trials = store.trials()
             self.observers.trial_finished(record, best_trial(trials), sum(1 for t in trials if t.finished),
                                           self.elapsed())

@@ -13,23 +13,12 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from automl.errors import SpecError
+from automl.metrics import DEFAULT_METRIC
+from automl.metrics import METRICS as METRIC_DEFINITIONS
 
-BUILTIN_DATASETS = ("sklearn:digits", "sklearn:breast_cancer", "sklearn:wine", "sklearn:iris", "sklearn:diabetes")
-
-# metric name -> (direction, tasks it applies to)
-METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "accuracy": ("maximize", ("classification",)),
-    "balanced_accuracy": ("maximize", ("classification",)),
-    "f1_macro": ("maximize", ("classification",)),
-    "log_loss": ("minimize", ("classification",)),
-    "roc_auc": ("maximize", ("classification",)),
-    "mae": ("minimize", ("regression",)),
-    "rmse": ("minimize", ("regression",)),
-    "r2": ("maximize", ("regression",)),
-}
-DEFAULT_METRIC = {"classification": "accuracy", "regression": "rmse"}
-
-MetricName = Literal["accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc", "mae", "rmse", "r2"]
+# metric name -> (direction, tasks it applies to); the definitions live in automl.metrics
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {name: (m.direction, (m.task,)) for name, m in METRIC_DEFINITIONS.items()}
+MetricName = Literal[tuple(METRIC_DEFINITIONS)]  # type: ignore[valid-type]
 
 
 class _Model(BaseModel):

@@ -3,18 +3,31 @@
 WAL mode with synchronous=FULL: every event is committed before the agent acts on
 it, so a run killed at any moment loses at most the epoch in flight. The report,
 `automl report` and resume read only this database.
+
+The schema version is kept in `PRAGMA user_version`. A writable store migrates an older
+database on open, in one transaction; a read-only store (the report, while a run may be
+writing) never writes, and reads an older database by translating its rows.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from automl.errors import RunDirError
+from automl.files import dumps_strict
+from automl.records import Reason, Status
+
+log = logging.getLogger(__name__)
+
+# the current schema, created as is in a new database
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
@@ -54,43 +67,84 @@ CREATE TABLE IF NOT EXISTS epochs (
 );
 """
 
-PENDING, RUNNING = "PENDING", "RUNNING"
-FINISHED = ("COMPLETE", "PRUNED", "FAILED")
+# reason texts of schema 0 that are not `Reason` values; its other texts ("exception", "oom",
+# "diverged", "timeout", "crashed") already are
+LEGACY_REASONS = {
+    "stopped early by the strategy or the driver": Reason.STOPPED,
+    "early stopped": Reason.EARLY_STOPPED,
+    "no finite validation score": Reason.NO_SCORE,
+    "non-finite": Reason.NON_FINITE,
+}
+
+
+def reason_of(text: str | None, error: str | None) -> tuple[Reason | None, str | None]:
+    """A stored reason as a `Reason`, with the error to keep. A text no version knows (a row
+    edited by hand) reads as EXCEPTION, its text kept as the error when there is none."""
+    if text is None:
+        return None, error
+    if text in LEGACY_REASONS:
+        return LEGACY_REASONS[text], error
+    try:
+        return Reason(text), error
+    except ValueError:
+        return Reason.EXCEPTION, error or text
+
+
+def _reasons_to_enum(db: sqlite3.Connection) -> None:
+    """Schema 0 -> 1: reasons become `Reason` values."""
+    for table in ("trials", "attempts"):
+        for rowid, text, error in db.execute(f"SELECT rowid, reason, error FROM {table} WHERE reason IS NOT NULL"
+                                             ).fetchall():
+            reason, kept = reason_of(text, error)
+            if (reason.value, kept) != (text, error):
+                db.execute(f"UPDATE {table} SET reason=?, error=? WHERE rowid=?", (reason.value, kept, rowid))
+
+
+# MIGRATIONS[n] takes a database from schema version n to n + 1; append, never edit
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_reasons_to_enum]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _is_damage(error: sqlite3.DatabaseError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+; the message before
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return "file is not a database" in str(error) or "malformed" in str(error)
 
 
 def _dumps(value: Any) -> str:
-    # NaN/inf are not JSON; store them as null so every reader can parse the row
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), sort_keys=True)
+    return dumps_strict(value, sort_keys=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrialRecord:
+    """One trial as committed. Strings given for `status` and `reason` are checked and converted."""
+
     trial_id: str
     seq: int
     family: str | None
-    config: dict[str, Any]
+    config: Mapping[str, Any]
     budget: float | None
     resume_from: str | None
-    status: str
+    status: Status
     loss: float | None
-    metrics: dict[str, Any]
+    metrics: Mapping[str, Any]
     epochs: int
-    reason: str | None
+    reason: Reason | None
     error: str | None
     worker: str | None
     created_at: float
     started_at: float | None
     finished_at: float | None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: tuple[Mapping[str, Any], ...] = ()  # per-epoch metrics, epoch 1 first (when loaded)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+        if self.reason is not None:
+            object.__setattr__(self, "reason", Reason(self.reason))
+        object.__setattr__(self, "history", tuple(self.history))
 
     @property
     def duration(self) -> float | None:
@@ -100,33 +154,95 @@ class TrialRecord:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.status.finished
 
 
 class TrialStore:
-    """One SQLite database; safe to use from the driver's threads."""
+    """One SQLite database; safe to use from the driver's threads.
+
+    Raises RunDirError when the file is damaged, not a trial database, or written by a newer automl.
+    """
 
     FILENAME = "trials.db"
 
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+        self.readonly = readonly
         self._lock = threading.Lock()
+        try:
+            if readonly:
+                uri = f"{self.path.absolute().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        except sqlite3.OperationalError as error:
+            raise RunDirError(f"cannot open the trial database {self.path}: {error}") from error
+        try:
+            with self._guard():
+                self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self) -> None:
+        self._check_version(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if self.readonly:
+            if not self._has_tables():
+                raise RunDirError(f"{self.path} holds no trial tables: the run has not started writing it yet, or "
+                                  "it is not an automl trial database")
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._upgrade()
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise RunDirError(f"{self.path} has schema version {version}, written by a newer automl than this one "
+                              f"(which reads up to version {SCHEMA_VERSION}); upgrade automl to use it")
+
+    def _has_tables(self) -> bool:
+        return bool(self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='trials'").fetchall())
+
+    def _upgrade(self) -> None:
+        """Create a new database at the current version, or migrate an older one: all in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # again, now that no one else can write
+            self._check_version(version)
+            if version < SCHEMA_VERSION:
+                if not self._has_tables():
+                    for statement in filter(str.strip, SCHEMA.split(";")):
+                        db.execute(statement)  # not executescript: it would commit
+                else:
+                    for step in MIGRATIONS[version:]:
+                        step(db)
+                    log.info("migrated %s from schema version %d to %d", self.path, version, SCHEMA_VERSION)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A damaged file surfaces as a RunDirError that says what to do, not a bare sqlite3 error."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            if not _is_damage(error):
+                raise
+            raise RunDirError(f"{self.path} is not a readable trial database ({error}): restore it from a backup, "
+                              "or start a new run with another --out (or --overwrite to discard it)") from error
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
-        with self._lock:
+        with self._lock, self._guard():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(sql, tuple(params))
@@ -138,7 +254,7 @@ class TrialStore:
                 raise
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._guard():
             return self._db.execute(sql, tuple(params)).fetchall()
 
     # -- meta: small JSON documents about the run (spec, profile, choices, final results)
@@ -156,12 +272,12 @@ class TrialStore:
         seq = self._read("SELECT COALESCE(MAX(seq), -1) + 1 FROM trials")[0][0]
         self._write("INSERT INTO trials(trial_id, seq, family, config, budget, resume_from, status, created_at) "
                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                    (trial_id, seq, family, _dumps(config), budget, resume_from, PENDING, time.time()))
+                    (trial_id, seq, family, _dumps(config), budget, resume_from, Status.PENDING.value, time.time()))
 
     def start_trial(self, trial_id: str, worker: str | None = None) -> float:
         """Mark it running; returns when it first started (a resumed trial keeps its first start)."""
         self._write("UPDATE trials SET status=?, started_at=COALESCE(started_at, ?), worker=? WHERE trial_id=?",
-                    (RUNNING, time.time(), worker, trial_id))
+                    (Status.RUNNING.value, time.time(), worker, trial_id))
         return self._read("SELECT started_at FROM trials WHERE trial_id=?", (trial_id,))[0][0]
 
     def add_epoch(self, trial_id: str, epoch: int, metrics: dict[str, float], elapsed: float) -> None:
@@ -169,31 +285,39 @@ class TrialStore:
         self._write("INSERT OR REPLACE INTO epochs(trial_id, epoch, metrics, elapsed, recorded_at) VALUES(?, ?, ?, ?, ?)",
                     (trial_id, epoch, _dumps(metrics), elapsed, time.time()))
 
-    def finish_trial(self, trial_id: str, status: str, *, loss: float | None, metrics: dict[str, Any] | None = None,
-                     epochs: int = 0, reason: str | None = None, error: str | None = None) -> None:
-        if status not in FINISHED:
-            raise ValueError(f"not a final status: {status}")
+    def finish_trial(self, trial_id: str, status: Status | str, *, loss: float | None,
+                     metrics: Mapping[str, Any] | None = None, epochs: int = 0, reason: Reason | str | None = None,
+                     error: str | None = None) -> None:
+        status = Status(status)
+        if not status.finished:
+            raise ValueError(f"not a final status: {status.value}")
+        reason = None if reason is None else Reason(reason).value
         if loss is not None and not math.isfinite(loss):
             loss = None
         self._write("UPDATE trials SET status=?, loss=?, metrics=?, epochs=?, reason=?, error=?, finished_at=? "
                     "WHERE trial_id=?",
-                    (status, loss, _dumps(metrics or {}), epochs, reason, error, time.time(), trial_id))
+                    (status.value, loss, _dumps(dict(metrics or {})), epochs, reason, error, time.time(), trial_id))
 
-    def add_attempt(self, trial_id: str, attempt: int, reason: str, error: str | None,
+    def add_attempt(self, trial_id: str, attempt: int, reason: Reason | str, error: str | None,
                     overrides: dict[str, Any] | None = None) -> None:
         """An attempt of a trial that failed and was retried (a crashed worker, out of memory)."""
         self._write("INSERT OR REPLACE INTO attempts(trial_id, attempt, reason, error, overrides, recorded_at) "
-                    "VALUES(?, ?, ?, ?, ?, ?)", (trial_id, attempt, reason, error, _dumps(overrides or {}), time.time()))
+                    "VALUES(?, ?, ?, ?, ?, ?)",
+                    (trial_id, attempt, Reason(reason).value, error, _dumps(overrides or {}), time.time()))
 
     def attempts(self) -> list[dict[str, Any]]:
         rows = self._read("SELECT trial_id, attempt, reason, error, overrides, recorded_at FROM attempts "
                           "ORDER BY recorded_at")
-        return [{"trial_id": t, "attempt": a, "reason": r, "error": e, "overrides": json.loads(o), "recorded_at": at}
-                for t, a, r, e, o, at in rows]
+        out = []
+        for trial_id, attempt, text, error, overrides, recorded_at in rows:
+            reason, error = reason_of(text, error)
+            out.append({"trial_id": trial_id, "attempt": attempt, "reason": reason, "error": error,
+                        "overrides": json.loads(overrides), "recorded_at": recorded_at})
+        return out
 
     def reset_trial(self, trial_id: str) -> None:
         """Back to PENDING (a trial interrupted by a crash, to be run again)."""
-        self._write("UPDATE trials SET status=?, worker=NULL WHERE trial_id=?", (PENDING, trial_id))
+        self._write("UPDATE trials SET status=?, worker=NULL WHERE trial_id=?", (Status.PENDING.value, trial_id))
 
     def counts(self) -> dict[str, int]:
         """Trials by status, and "total"."""
@@ -205,27 +329,23 @@ class TrialStore:
     _COLUMNS = ("trial_id, seq, family, config, budget, resume_from, status, loss, metrics, epochs, reason, error, "
                 "worker, created_at, started_at, finished_at")
 
-    def _record(self, row: tuple) -> TrialRecord:
-        (trial_id, seq, family, config, budget, resume_from, status, loss, metrics, epochs, reason, error,
+    @staticmethod
+    def _record(row: tuple, history: Iterable[Mapping[str, Any]] = ()) -> TrialRecord:
+        (trial_id, seq, family, config, budget, resume_from, status, loss, metrics, epochs, text, error,
          worker, created_at, started_at, finished_at) = row
-        return TrialRecord(trial_id, seq, family, json.loads(config), budget, resume_from, status, loss,
-                           json.loads(metrics), epochs, reason, error, worker, created_at, started_at, finished_at)
+        reason, error = reason_of(text, error)  # a database of schema 0, read without migrating it
+        return TrialRecord(trial_id, seq, family, json.loads(config), budget, resume_from, Status(status), loss,
+                           json.loads(metrics), epochs, reason, error, worker, created_at, started_at, finished_at,
+                           tuple(history))
 
     def trials(self, *, with_history: bool = False) -> list[TrialRecord]:
-        records = [self._record(r) for r in self._read(f"SELECT {self._COLUMNS} FROM trials ORDER BY seq")]
-        if with_history:
-            histories = self.histories()
-            for record in records:
-                record.history = histories.get(record.trial_id, [])
-        return records
+        rows = self._read(f"SELECT {self._COLUMNS} FROM trials ORDER BY seq")
+        histories = self.histories() if with_history else {}
+        return [self._record(row, histories.get(row[0], ())) for row in rows]
 
     def trial(self, trial_id: str) -> TrialRecord | None:
         rows = self._read(f"SELECT {self._COLUMNS} FROM trials WHERE trial_id=?", (trial_id,))
-        if not rows:
-            return None
-        record = self._record(rows[0])
-        record.history = self.history(trial_id)
-        return record
+        return self._record(rows[0], self.history(trial_id)) if rows else None
 
     def history(self, trial_id: str) -> list[dict[str, Any]]:
         """Per-epoch metrics of one trial, each with `epoch` and `elapsed`."""
@@ -250,7 +370,8 @@ def rank_key(trial: TrialRecord) -> tuple:
 
 def ranked_trials(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
     """Trials that produced a score, best first. A pruned trial counts: its best epoch is a real measurement."""
-    scored = [t for t in trials if t.status in ("COMPLETE", "PRUNED") and t.loss is not None and math.isfinite(t.loss)]
+    scored = [t for t in trials if t.status in (Status.COMPLETE, Status.PRUNED)
+              and t.loss is not None and math.isfinite(t.loss)]
     return sorted(scored, key=rank_key)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from automl.space import Choice, Condition, Float, Int, SearchSpace
 from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.strategy_builder import StrategySetup, build_strategy
 
 # 6 parameters, mixed kinds, one conditional: the shape of a real search space
 MIXED_SPACE = SearchSpace((
@@ -48,18 +49,17 @@ def _check(condition: bool, message: str) -> None:
 
 
 class _Harness:
-    def __init__(self, cls: type[Strategy], options, space: SearchSpace, max_budget: float, workdir: Path):
+    def __init__(self, cls: type[Strategy], options, space: SearchSpace, max_budget: float, workdir: Path,
+                 registry=None):
         self.cls, self.options, self.space, self.max_budget, self.workdir = cls, options, space, max_budget, workdir
+        self.registry = registry  # where strategies it composes are looked up (None: the installed ones)
         self.made = 0
 
     def make(self, seed: int) -> Strategy:
-        options = self.cls.Options.model_validate(self.options or {})
-        strategy = self.cls(self.space, seed=seed, max_budget=self.max_budget, options=options)
         self.made += 1
-        strategy.workdir = self.workdir / f"instance{self.made}"
-        strategy.workdir.mkdir(parents=True)
-        strategy.parallelism = 4
-        return strategy
+        return build_strategy(self.cls, self.options, StrategySetup(
+            self.space, seed, self.max_budget, self.workdir / f"instance{self.made}", parallelism=4),
+            registry=self.registry)
 
     def ask(self, strategy: Strategy, used: set[str], context: str) -> Suggestion | None:
         suggestion = strategy.ask()

@@ -29,8 +29,8 @@ class LocalSearch(Strategy):
     name = "local_search"
     Options = LocalSearchOptions
 
-    def __init__(self, space, *, seed, max_budget, options=None):
-        super().__init__(space, seed=seed, max_budget=max_budget, options=options)
+    def __init__(self, space, **context):
+        super().__init__(space, **context)  # seed, max_budget, options, workdir, parallelism
         self.ids = TrialIds("ls")  # fresh ids that skip those replayed or resumed
         self.best: tuple[float, dict] | None = None  # (loss, config)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from automl.ensemble import blend, greedy_ensemble
+from automl.final.ensemble import blend, greedy_ensemble
 
 
 def squared_error(y):

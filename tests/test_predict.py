@@ -16,7 +16,8 @@ from automl.agent import make_plan
 from automl.data.inputs import read_inputs
 from automl.spec import load_spec
 from automl.store import TrialStore
-from automl.training.trainer import TrainSettings, Trainer, load_best_model
+from automl.training.trained_models import load_best_model
+from automl.training.trainer import TrainSettings, Trainer
 from tests.conftest import write_spec
 
 

@@ -1,127 +1,120 @@
-"""Run trials in worker threads of the driver process.
+"""Run trials in worker threads of the driver process: fast start, no isolation.
 
 Torch releases the GIL inside its kernels, so threads give real parallelism for
-training while keeping every trial on the driver's data tensors (no copies). A
-stopped trial ends at its next epoch boundary. Isolation from crashes of native
-code needs worker processes; this executor is the embedded default for one machine.
+training while every trial uses the driver's data (no copies), and the objective of
+`automl.optimize` (often a lambda) needs no pickling. Each slot has one thread running
+the loop of worker.py; messages are handed over in memory, unserialised.
+
+Time limits hold as for processes: past its limit a trial ends FAILED with reason
+`timeout` and its slot gets a fresh thread. But a thread cannot be killed: the old one
+is abandoned. Its next `report` returns stop and whatever it sends afterwards, its
+outcome included, is dropped; it is a daemon, so it never holds up shutdown or the exit
+of the process, yet its CPU (and the memory it holds) is freed only when its objective
+returns. A crash of native code, or os._exit, is the driver's crash: isolation from
+those needs worker processes.
 """
 from __future__ import annotations
 
-import logging
 import queue
 import threading
-import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from automl.execution.base import Runner
+from automl.execution.pool import WorkerPool
+from automl.execution.slots import Slot
+from automl.execution.worker import build, serve
+from automl.records import Reason
+
+__all__ = ["ThreadExecutor", "ThreadTransport"]
 
 
-from automl.execution.base import Reply, Runner, TrialEvent, TrialOutcome, TrialRequest
+@dataclass(eq=False)
+class _Thread:
+    slot: Slot
+    wake: threading.Condition  # the transport's: tells the driver that some thread sent something
+    inbox: "queue.Queue[tuple]" = field(default_factory=queue.Queue)
+    outbox: list[tuple] = field(default_factory=list)  # guarded by wake
+    abandoned: bool = False  # guarded by wake
+    thread: threading.Thread | None = None
 
-log = logging.getLogger(__name__)
+    # the worker's end of the channel
+    def send(self, message: tuple) -> None:
+        with self.wake:
+            if not self.abandoned:
+                self.outbox.append(message)
+                self.wake.notify_all()
 
-REPLY_TIMEOUT = 600.0  # a driver that never answers must not hang a worker forever
-
-
-def classify_failure(error: BaseException) -> str:
-    # by name, so that objectives without torch never import it
-    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
-        return "oom"
-    return "exception"
-
-
-class ThreadExecutor:
-    def __init__(self, runner: Runner, workers: int = 1):
-        self.runner = runner
-        self.workers = workers
-        self._events: "queue.Queue[TrialEvent]" = queue.Queue()
-        self._running: dict[str, threading.Thread] = {}
-        self._stop_flags: dict[str, threading.Event] = {}
-        self._free_slots = list(range(workers))
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def capacity(self) -> int:
-        with self._lock:
-            return 0 if self._closed else len(self._free_slots)
-
-    def submit(self, request: TrialRequest) -> None:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("executor is shut down")
-            if not self._free_slots:
-                raise RuntimeError("no free worker slot")
-            slot = self._free_slots.pop(0)
-            flag = threading.Event()
-            self._stop_flags[request.trial_id] = flag
-            thread = threading.Thread(target=self._work, args=(request, slot, flag),
-                                      name=f"automl-worker-{slot}", daemon=True)
-            self._running[request.trial_id] = thread
-        thread.start()
-
-    def _work(self, request: TrialRequest, slot: int, flag: threading.Event) -> None:
-        worker = f"thread-{slot}"
-        self._events.put(TrialEvent("started", request.trial_id, worker))
-
-        def report(epoch: int, metrics: dict) -> bool:
-            reply: "queue.Queue[bool]" = queue.Queue(maxsize=1)
-            self._events.put(TrialEvent("epoch", request.trial_id, worker, epoch=epoch, metrics=dict(metrics),
-                                        reply=Reply(reply.put)))
-            waited = 0.0
-            while not flag.is_set() and waited < REPLY_TIMEOUT:  # a stopped trial does not wait for an answer
-                try:
-                    return reply.get(timeout=0.2) or flag.is_set()
-                except queue.Empty:
-                    waited += 0.2
-            return True
-
+    def receive(self, timeout: float | None) -> tuple | None:
         try:
-            outcome = self.runner(request, report)
-        except BaseException as error:  # any failure of one trial is data, not the end of the run
-            kind = classify_failure(error)
-            log.debug("trial %s failed", request.trial_id, exc_info=True)
-            outcome = TrialOutcome("FAILED", None, reason=kind,
-                                   error="".join(traceback.format_exception(error)).strip())
-        # queue the outcome and free the slot together: a driver that sees no running trial
-        # and an empty queue can trust that nothing is in flight
-        with self._lock:
-            self._events.put(TrialEvent("finished", request.trial_id, worker, outcome=outcome))
-            self._free_slots.append(slot)
-            self._free_slots.sort()
-            self._running.pop(request.trial_id, None)
-            self._stop_flags.pop(request.trial_id, None)
-
-    def events(self, timeout: float | None = None) -> list[TrialEvent]:
-        out = []
-        try:
-            out.append(self._events.get(timeout=timeout))
-            while True:
-                out.append(self._events.get_nowait())
+            return self.inbox.get(timeout=timeout)
         except queue.Empty:
-            pass
-        return out
+            return None
 
-    def idle(self) -> bool:
-        """No trial running and no event waiting to be read."""
-        with self._lock:
-            return not self._running and self._events.empty()
 
-    def running(self) -> list[str]:
-        with self._lock:
-            return list(self._running)
+class ThreadTransport:
+    """Threads of this process; `setup(slot) -> Runner` runs once in each (no pickling needed)."""
 
-    def stop(self, trial_id: str) -> None:
-        with self._lock:
-            flag = self._stop_flags.get(trial_id)
-        if flag is not None:
-            flag.set()
+    kind = "worker thread"
 
-    def shutdown(self, wait: float = 30.0) -> None:
-        """Ask every trial to stop at its next epoch and wait for the threads a while."""
-        with self._lock:
-            self._closed = True
-            threads = list(self._running.values())
-            for flag in self._stop_flags.values():
-                flag.set()
-        # answer pending epoch questions so no worker waits on a driver that has left
-        for event in self.events(timeout=0):
-            event.answer(True)
-        for thread in threads:
-            thread.join(timeout=wait)
+    def __init__(self, setup: Callable[[Slot], Runner]):
+        self._setup = setup
+        self._wake = threading.Condition()
+
+    def start(self, slot: Slot) -> _Thread:
+        worker = _Thread(slot, self._wake)
+        worker.thread = threading.Thread(target=self._main, args=(worker,), name=f"automl-worker-{slot.index}",
+                                         daemon=True)
+        worker.thread.start()
+        return worker
+
+    def _main(self, worker: _Thread) -> None:
+        runner, setup_error = build(lambda: self._setup(worker.slot))
+        serve(worker, self.name(worker), worker.slot, runner, setup_error)
+
+    def name(self, worker: _Thread) -> str:
+        return f"thread-{worker.slot.index}"
+
+    def encode(self, message: tuple) -> tuple:
+        return message  # nothing travels: the thread reads the very objects
+
+    def send(self, worker: _Thread, data: tuple) -> None:
+        worker.inbox.put(data)
+
+    def receive(self, worker: _Thread) -> list[tuple]:
+        with self._wake:
+            messages, worker.outbox[:] = list(worker.outbox), []
+        return messages
+
+    def wait(self, workers: list[_Thread], timeout: float) -> None:
+        with self._wake:
+            self._wake.wait_for(lambda: any(w.outbox for w in workers), timeout)
+
+    def death(self, worker: _Thread) -> tuple[Reason, str] | None:
+        if worker.thread.is_alive():
+            return None
+        return Reason.CRASHED, "worker thread ended"  # its loop only ends when asked to: a bug, not a trial's doing
+
+    def kill(self, worker: _Thread, grace: float = 0.0) -> list[tuple]:
+        """A thread cannot be killed: cut it off (what it sent until now is returned, nothing after)
+        and make its next report say stop."""
+        worker.thread.join(grace)
+        with self._wake:
+            worker.abandoned = True
+            messages, worker.outbox[:] = list(worker.outbox), []
+        worker.inbox.put(("exit",))
+        return messages
+
+    def kill_text(self, worker: _Thread) -> str:
+        return (f"its worker thread ({worker.thread.name}) was abandoned: a thread cannot be killed, so it runs "
+                f"on until its objective returns")
+
+    def close(self) -> None:
+        pass
+
+
+class ThreadExecutor(WorkerPool):
+    """The Executor contract over worker threads; `setup(slot) -> Runner` runs once in each."""
+
+    def __init__(self, setup: Callable[[Slot], Runner], slots: list[Slot]):
+        super().__init__(ThreadTransport(setup), slots)

@@ -18,22 +18,21 @@ Two modes:
   of the losses that rung has seen (itself included; the first one always goes on).
 
 New configs come from another strategy, the *sampler* (``random`` by default, or e.g.
-``bayesian``), looked up by name in the plugin registry at first use so that ASHA never
-depends on a sampler being installed. It is told each config it proposed exactly once,
-under the id it proposed: in promotion mode the bottom-rung outcome (all at the same
-budget, so a model compares like with like, and no config appears twice at different
-fidelities); in stopping mode the trial's own outcome.
+``bayesian``): the agent builds it from ``sampler`` and ``sampler_options`` and hands it
+in (``inner["sampler"]``), so ASHA never looks plugins up itself. It is told each config
+it proposed exactly once, under the id it proposed: in promotion mode the bottom-rung
+outcome (all at the same budget, so a model compares like with like, and no config
+appears twice at different fidelities); in stopping mode the trial's own outcome.
 
 Resume by replay. The rebuilt strategy is told every finished trial in creation order;
-it sees each one's config and budget but not its ``resume_from``, so rung membership is
-keyed by config: a trial at rung k > 0 marks its config as promoted from rung k - 1,
-which is all it takes never to promote it twice. New-config trials keep the sampler's
-ids, so a rebuilt sampler is told the ids it would have known and goes on where it
-stopped. Limits: two trials of the same config at one rung count once (the better
-loss); a trial whose budget is not on the ladder is ignored; the per-epoch losses of
-stopping mode are not in an Observation, so they are appended to
-``workdir/asha_milestones.jsonl`` and read back (without that file, replayed trials do
-not count at the milestones, which only makes the next cutoffs laxer for a while).
+rung membership is keyed by config: a trial at rung k > 0 marks its config as promoted
+from rung k - 1, which is all it takes never to promote it twice. New-config trials keep
+the sampler's ids, so a rebuilt sampler is told the ids it would have known and goes on
+where it stopped. In stopping mode the strategy asks for the epoch history
+(``wants_history``): a replayed trial's losses at the milestones it passed come back in
+its Observation, and an interrupted trial's recorded epochs are replayed through
+``should_stop``. Limits: two trials of the same config at one rung count once (the
+better loss); a trial whose budget is not on the ladder is ignored.
 """
 from __future__ import annotations
 
@@ -44,15 +43,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automl.errors import SpecError
 from automl.strategies.base import Observation, Status, Strategy, Suggestion
 
 log = logging.getLogger(__name__)
-
-MILESTONE_LOG = "asha_milestones.jsonl"
-
 
 class ASHAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -104,9 +100,17 @@ class ASHAStrategy(Strategy):
     name = "asha"
     Options = ASHAOptions
 
-    def __init__(self, space, *, seed, max_budget, options=None):
-        super().__init__(space, seed=seed, max_budget=max_budget, options=options)
+    @classmethod
+    def inner_strategies(cls, options: ASHAOptions) -> Mapping[str, tuple[str, Mapping[str, Any]]]:
+        return {"sampler": (options.sampler, options.sampler_options)}
+
+    def __init__(self, space, **context):
+        super().__init__(space, **context)
         opts = self.options
+        max_budget = self.max_budget
+        if "sampler" not in self.inner:
+            raise ValueError("asha needs its sampler handed in (inner={'sampler': ...}); build it with "
+                             "automl.strategy_builder.build_strategy")
         top = opts.max_budget if opts.max_budget is not None else max_budget
         if top > max_budget:
             raise SpecError([("strategy.options.max_budget",
@@ -116,6 +120,7 @@ class ASHAStrategy(Strategy):
                                                              f"rung's {top:g}")])
         self.eta = opts.reduction_factor
         self.mode = opts.mode
+        self.wants_history = self.mode == "stopping"  # the milestone losses of replayed trials
         self.rungs = rung_budgets(opts.min_budget, top, self.eta)
         # per rung: promotion mode keys results by config (replay cannot see lineage), stopping mode by trial id
         self._results: list[dict[str, _Result]] = [{} for _ in self.rungs]
@@ -123,9 +128,8 @@ class ASHAStrategy(Strategy):
         # stopping mode: the epoch at which each rung below the top is judged
         self._milestones = {max(1, round(b)): k for k, b in enumerate(self.rungs[:-1])}
         self._known: set[str] = set()  # every id asked, told or pending: never handed out again
-        self._sampler: Strategy | None = None
+        self._sampler: Strategy = self.inner["sampler"]
         self._sampler_ids: dict[str, str] = {}  # our id -> the sampler's, only where they had to differ
-        self._logged: dict[str, dict[int, float]] | None = None  # milestone losses of an earlier run
 
     # -- the contract --------------------------------------------------------------------------
     def ask(self) -> Suggestion | None:
@@ -140,7 +144,7 @@ class ASHAStrategy(Strategy):
     def tell(self, observation: Observation) -> None:
         self._known.add(observation.trial_id)
         if self.mode == "stopping":
-            self._restore_milestones(observation.trial_id)
+            self._restore_milestones(observation)
             self._tell_sampler(observation)
             return
         k = self._rung_of(observation.budget)
@@ -163,12 +167,10 @@ class ASHAStrategy(Strategy):
     def resume_pending(self, suggestion: Suggestion) -> None:
         self._known.add(suggestion.trial_id)
         k = self._rung_of(suggestion.budget)
-        if self.mode == "stopping":
-            self._restore_milestones(suggestion.trial_id)
-        elif k is not None and k > 0:
+        if self.mode == "promotion" and k is not None and k > 0:
             self._promoted[k - 1].add(config_key(suggestion.config))
         if self.mode == "stopping" or k == 0:  # the sampler proposed it: it is pending there too
-            getattr(self._get_sampler(), "resume_pending", lambda s: None)(suggestion)
+            getattr(self._sampler, "resume_pending", lambda s: None)(suggestion)
 
     def should_stop(self, trial_id: str, step: int, loss: float) -> bool:
         k = self._milestones.get(step)
@@ -177,7 +179,6 @@ class ASHAStrategy(Strategy):
         loss = _as_loss(float(loss))
         results = self._results[k]
         results[trial_id] = _Result(trial_id, loss, {})
-        self._log_milestone(trial_id, k, loss)
         keep = max(1, int(len(results) / self.eta))
         better = sum(1 for r in results.values() if r.loss < loss)  # a tie goes to the trial asking
         if better >= keep:
@@ -218,7 +219,7 @@ class ASHAStrategy(Strategy):
 
     # -- the sampler ---------------------------------------------------------------------------
     def _new_config(self, budget: float) -> Suggestion | None:
-        proposal = self._get_sampler().ask()
+        proposal = self._sampler.ask()
         if proposal is None:  # the sampler waits for results or has nothing left
             return None
         trial_id = self._claim(proposal.trial_id)  # keep its id, so a replayed sampler is told ids it knows
@@ -228,50 +229,12 @@ class ASHAStrategy(Strategy):
 
     def _tell_sampler(self, observation: Observation) -> None:
         sampler_id = self._sampler_ids.pop(observation.trial_id, observation.trial_id)
-        self._get_sampler().tell(dataclasses.replace(observation, trial_id=sampler_id))
+        self._sampler.tell(dataclasses.replace(observation, trial_id=sampler_id))
 
-    def _get_sampler(self) -> Strategy:
-        if self._sampler is None:
-            from automl.plugins import discover  # at first use: the sampler may be a plugin this module predates
-
-            name = self.options.sampler
-            registry = discover()
-            if name not in registry.names("strategies"):
-                known = ", ".join(n for n in registry.names("strategies") if n != self.name)
-                raise SpecError([("strategy.options.sampler", f"asha has no sampler strategy named {name!r}; "
-                                                              f"known: {known}")])
-            cls = registry.strategy(name)  # a PluginError here names the plugin and why it does not load
-            try:
-                options = cls.Options.model_validate(self.options.sampler_options)
-            except ValidationError as error:
-                raise SpecError([("strategy.options.sampler_options", f"{name}: {error}")]) from None
-            sampler = cls(self.space, seed=self.seed, max_budget=self.max_budget, options=options)
-            if self.workdir is not None:
-                sampler.workdir = self.workdir / "sampler"
-                sampler.workdir.mkdir(parents=True, exist_ok=True)
-            sampler.parallelism = self.parallelism
-            log.info("asha: new configs come from the %r strategy", name)
-            self._sampler = sampler
-        return self._sampler
-
-    # -- stopping mode's milestone log ---------------------------------------------------------
-    def _log_milestone(self, trial_id: str, k: int, loss: float) -> None:
-        if self.workdir is not None:
-            with open(self.workdir / MILESTONE_LOG, "a", encoding="utf-8") as file:
-                file.write(json.dumps({"trial_id": trial_id, "rung": k, "loss": loss}) + "\n")
-
-    def _restore_milestones(self, trial_id: str) -> None:
-        """Put back a replayed trial's losses at the milestones it passed in an earlier run."""
-        if self._logged is None:
-            self._logged = {}
-            path = self.workdir / MILESTONE_LOG if self.workdir is not None else None
-            if path is not None and path.exists():
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    try:
-                        entry = json.loads(line)
-                        self._logged.setdefault(str(entry["trial_id"]), {})[int(entry["rung"])] = float(entry["loss"])
-                    except (ValueError, KeyError, TypeError):  # a line torn by a kill mid-write
-                        log.debug("asha: skipping unreadable line %r of %s", line, path)
-        for k, loss in self._logged.get(trial_id, {}).items():
-            if 0 <= k < len(self.rungs) - 1:
-                self._results[k].setdefault(trial_id, _Result(trial_id, loss, {}))
+    # -- stopping mode: the milestones of replayed trials ----------------------------------------
+    def _restore_milestones(self, observation: Observation) -> None:
+        """Put back a replayed trial's losses at the milestones it passed (its epoch history)."""
+        for epoch, k in self._milestones.items():
+            if epoch <= len(observation.history):
+                self._results[k].setdefault(observation.trial_id, _Result(
+                    observation.trial_id, _as_loss(float(observation.history[epoch - 1])), {}))

@@ -9,14 +9,14 @@ suggested, so an Observation carries the config and budget it was run with.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
 from automl.records import Observation, Status, Suggestion
 from automl.space import SearchSpace
 
-__all__ = ["NoOptions", "Observation", "Status", "Strategy", "Suggestion", "TrialIds"]
+__all__ = ["STRATEGY_API", "NoOptions", "Observation", "Status", "Strategy", "Suggestion", "TrialIds"]
 
 
 class TrialIds:
@@ -48,27 +48,55 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+STRATEGY_API = 2  # the contract version this automl implements; see docs/plugins.md
+
+
 class Strategy:
     """Base class of every strategy, built-in or plugin.
 
     Subclasses set `name`, optionally an `Options` pydantic model (validated from the
-    spec's `strategy.options`), and implement `ask` and `tell`.
+    spec's `strategy.options`), and implement `ask` and `tell`. One call builds a strategy
+    with everything it needs (`automl.strategy_builder.build_strategy` makes that call for
+    the agent, `automl.optimize` and the conformance suite):
+
+        space        the SearchSpace
+        seed         the run's seed
+        max_budget   the full budget of a trial, in epochs
+        options      the validated Options
+        workdir      a folder of the run directory for the strategy's own files (None: keep none)
+        parallelism  how many trials run at once (so how often `ask` may be called before a `tell`)
+        inner        strategies this one composes, built by the agent: see `inner_strategies`
     """
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
+    api_version: ClassVar[int] = STRATEGY_API
+    # True: every Observation carries the trial's per-epoch losses (`history`), and on resume
+    # the recorded epochs of an interrupted trial are replayed through `should_stop`
+    wants_history: ClassVar[bool] = False
 
-    # Set by the agent after construction, before the first call: a folder of the run
-    # directory the strategy may keep its own files in (None: keep nothing on disk), and
-    # how many trials run at once (a strategy may ask that many times before any tell).
+    # class-level defaults, for plugins written against version 1 (they set neither)
     workdir: Path | None = None
     parallelism: int = 1
 
-    def __init__(self, space: SearchSpace, *, seed: int, max_budget: float, options: BaseModel | None = None):
+    def __init__(self, space: SearchSpace, *, seed: int, max_budget: float, options: BaseModel | None = None,
+                 workdir: Path | None = None, parallelism: int = 1, inner: Mapping[str, "Strategy"] | None = None):
         self.space = space
         self.seed = seed
         self.max_budget = max_budget
         self.options = options if options is not None else self.Options()
+        self.workdir = workdir
+        self.parallelism = parallelism
+        self.inner = dict(inner or {})
+
+    @classmethod
+    def inner_strategies(cls, options: BaseModel) -> Mapping[str, tuple[str, Mapping[str, Any]]]:
+        """The strategies this one composes, by role: {role: (registered name, raw options)}.
+
+        The agent builds each (validating its options, reporting errors at the Options fields
+        `<role>` and `<role>_options`) and hands them in as `inner[role]`, so a strategy never
+        looks plugins up itself."""
+        return {}
 
     def ask(self) -> Suggestion | None:
         """The next trial to run, or None when nothing can be suggested right now

@@ -1,8 +1,9 @@
 """What a worker needs to train trials, and the runner it builds from it.
 
 `TrialContext` is plain data (it pickles), so the same runner is built in the driver
-(thread workers) or inside each worker process: the data travel once per worker, the
-families are loaded by name through the plugin registry there.
+(thread workers) or inside each worker process: the data travel once per worker, and
+each family is imported there from its `FamilyRef` alone (no plugin discovery, so no
+other plugin file and no strategy is imported in a worker).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.data.base import PreparedData
+from automl.families.loading import FamilyRef
 from automl.execution.base import Runner, TrialRequest
 from automl.training.trainer import TrainSettings, Trainer
 
@@ -19,16 +21,12 @@ from automl.training.trainer import TrainSettings, Trainer
 class TrialContext:
     data: PreparedData
     settings: TrainSettings
-    family_names: tuple[str, ...]
-    plugin_dirs: tuple[Path, ...]
+    families: tuple[FamilyRef, ...]
     checkpoint_dir: Path
 
 
 def build_trainer(context: TrialContext, device: str | None = None) -> Trainer:
-    from automl.plugins import discover
-
-    registry = discover(context.plugin_dirs)
-    families = {name: registry.family(name) for name in context.family_names}
+    families = {ref.name: ref.load() for ref in context.families}
     settings = context.settings if device is None else replace(context.settings, device=device)
     return Trainer(context.data, settings, families)
 

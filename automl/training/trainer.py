@@ -11,42 +11,37 @@ With k-fold cross-validation (`data.cv`) a trial trains k models in lockstep, on
 fold: every epoch trains and validates each, and the epoch's metrics are the means
 over the folds (plus `<metric>_std`), so pruning and early stopping see the mean.
 
-Checkpoint layout (one dict, written with `save_atomic`):
-    epoch, bad_epochs, config, torch_rng,
-    members: one entry per model (one for holdout, k for CV), each with
-        model, optimizer, scheduler, schedule_steps, scaler, generator
-    best: None, or {loss, metrics, epoch, states: [model state per member],
-        val_pred: the best epoch's validation predictions in `Trainer.predict` form:
-        holdout on X_val, CV out-of-fold for every row of X_train}
+A trial's checkpoint (`automl.training.checkpoints`) holds every member's training state
+and the best epoch's models and validation predictions, which the ensemble selects on.
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
-import warnings
 import zlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from automl.data.base import PreparedData
-from automl.records import Reason, Status, TrialOutcome
+from automl.errors import CheckpointError
 from automl.families.base import Family
+from automl.records import Reason, Status, TrialOutcome
+from automl.training.checkpoints import BestEpoch, Checkpoint, as_tensor, load_checkpoint, plain, save_checkpoint
 from automl.training.metrics import classification_metrics, regression_metrics, summarize_folds, to_loss
+from automl.training.optim import Member, Validation, batches_per_epoch, make_optimizer, make_scheduler, row_chunks
 
 log = logging.getLogger(__name__)
 
 TRAINING_PARAMS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "lr_schedule",
                    "grad_clip")
 EVAL_BATCH = 4096
-LBFGS_MAX_ITER = 20  # L-BFGS iterations per epoch (one full-batch step)
 
 # regression losses on standardised targets, so huber's delta of 1 is one standard deviation
 REGRESSION_LOSSES = {
@@ -81,161 +76,17 @@ def trial_seed(seed: int, trial_id: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(trial_id.encode())) % (2 ** 31)
 
 
-def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.Optimizer:
-    name, lr, wd = config["optimizer"], config["lr"], config.get("weight_decay", 0.0)
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=config.get("momentum", 0.9),
-                               nesterov=bool(config.get("nesterov", True)), weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    if name == "lbfgs":  # full batch; the line search adapts the step, lr is its first trial step
-        return torch.optim.LBFGS(model.parameters(), lr=lr, max_iter=LBFGS_MAX_ITER, line_search_fn="strong_wolfe")
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def batches_per_epoch(n_rows: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch: a trailing batch of one row is skipped (see `_minibatch_epoch`)."""
-    full, last = divmod(n_rows, batch_size)
-    return max(1, full + (1 if last >= 2 or (last == 1 and full == 0) else 0))
-
-
-def _chunks(n_rows: int, size: int) -> list[slice]:
-    """Consecutive slices of at most `size` rows (one more for the last but one rather than leave a
-    single row alone: batch norm cannot train on one)."""
-    starts = list(range(0, n_rows, size))
-    if len(starts) > 1 and n_rows - starts[-1] == 1:
-        starts.pop()
-    return [slice(start, end) for start, end in zip(starts, starts[1:] + [n_rows])]
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: Mapping[str, Any], epochs: int, batches: int):
-    """The LR schedule, or None for a constant rate; one-cycle steps per batch, cosine per epoch."""
-    name = config.get("lr_schedule", "constant")
-    if name == "constant":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
-    if name == "one_cycle":
-        # cycle_momentum off: the searched momentum / betas stay as the config chose them
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=epochs * batches,
-                                                   cycle_momentum=False)
-    raise ValueError(f"unknown lr_schedule {name!r}")
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """Write then rename, so a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-@dataclass(frozen=True)
-class Validation:
-    """The rows one model is validated on."""
-
-    X: torch.Tensor
-    y: torch.Tensor  # as the loss takes it
-    y_true: np.ndarray  # in the target's units, for the metrics
-    rows: np.ndarray | None = None  # CV: positions in X_train, where its out-of-fold predictions go
-
-
 @dataclass
-class Member:
-    """One model in training with everything its resumption needs: the trial's model, or one fold's."""
+class Progress:
+    """Where a trial stands: epochs done, its best epoch, epochs since that one."""
 
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler
-    generator: torch.Generator  # the data order
-    X: torch.Tensor  # the pool its training rows index into
-    y: torch.Tensor
-    rows: torch.Tensor
-    validation: Validation | None
-    steps_per_epoch: int  # scheduler steps per epoch
-    schedule_steps: int  # scheduler steps over the whole run
-
-    @property
-    def lbfgs(self) -> bool:
-        return isinstance(self.optimizer, torch.optim.LBFGS)
-
-    @property
-    def per_batch(self) -> bool:
-        return isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
-
-    def after_batch(self) -> None:
-        if self.per_batch:
-            self.scheduler.step()
-
-    def after_epoch(self) -> None:
-        if self.scheduler is not None and not self.per_batch:
-            self.scheduler.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "schedule_steps": self.schedule_steps, "scaler": self.scaler.state_dict(),
-                "generator": self.generator.get_state()}
-
-    def load(self, saved: Mapping[str, Any], done_epochs: int, own: bool) -> None:
-        """Continue from a checkpoint entry after `done_epochs` epochs.
-
-        The trial's own checkpoint with the same schedule length restores the scheduler exactly.
-        A promotion (another trial's checkpoint, a larger budget) or a changed batch size gets a
-        fresh schedule for this run's length, advanced to the epoch reached, so e.g. cosine
-        continues along the longer curve instead of restarting at the full rate."""
-        fresh = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.generator.set_state(saved["generator"].cpu())
-        if saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
-        if own and saved.get("schedule_steps") == self.schedule_steps:
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(saved["scheduler"])
-            return
-        for group, hyper in zip(self.optimizer.param_groups, fresh):
-            group.update(hyper)  # the learning rate as the fresh schedule set it, not the source's
-        self._advance_schedule(done_epochs * self.steps_per_epoch)
-
-    def _advance_schedule(self, steps: int) -> None:
-        if self.scheduler is None:
-            return
-        with warnings.catch_warnings():  # stepping without optimizer steps is the point here
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(min(steps, self.schedule_steps)):
-                self.scheduler.step()
-
-
-class WeightedAverage(nn.Module):
-    """Several models as one, averaged with fixed weights (equal by default): the k fold
-    models of a cross-validated trial, or the members of an ensemble. Traceable.
-
-    Classification returns the log of the averaged probabilities, so a softmax after it (as in
-    `Trainer.predict` and the export) yields the averaged probabilities; regression the average output."""
-
-    def __init__(self, models: Sequence[nn.Module], classification: bool, weights: Sequence[float] | None = None):
-        super().__init__()
-        self.members = nn.ModuleList(models)
-        weights = [1.0 / len(models)] * len(models) if weights is None else [float(w) for w in weights]
-        self.register_buffer("weights", torch.tensor(weights))
-        self.classification = classification
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros(1, device=x.device)
-        for i, member in enumerate(self.members):
-            out = member(x).float()
-            if self.classification:
-                out = torch.softmax(out, dim=1)
-            total = total + self.weights[i] * out
-        return torch.log(total.clamp_min(1e-12)) if self.classification else total
+    epoch: int = 0
+    best: BestEpoch | None = None
+    bad_epochs: int = 0
 
 
 class Trainer:
@@ -385,7 +236,7 @@ class Trainer:
 
         The gradient is summed over chunks of `batch_size` rows: the exact full-batch gradient
         with the memory of one batch, so an out-of-memory retry with a smaller batch helps here too."""
-        chunks = _chunks(len(member.rows), batch_size)
+        chunks = row_chunks(len(member.rows), batch_size)
 
         def closure() -> torch.Tensor:
             member.optimizer.zero_grad(set_to_none=True)
@@ -427,73 +278,72 @@ class Trainer:
     def run(self, trial_id: str, config: Mapping[str, Any], budget: float, checkpoint: Path,
             report: ReportFn, resume_from: Path | None = None) -> TrialOutcome:
         epochs = max(1, int(round(budget)))
+        config = plain(config)  # numpy numbers would reach the optimizer state, which a checkpoint loads safely
         members = self._members(trial_id, config, epochs)
-        state = {"epoch": 0, "best": None, "bad_epochs": 0}
+        progress = Progress()
         source = checkpoint if checkpoint.exists() else resume_from
         if source is not None and source.exists():
-            state = self._restore(members, source, own=source == checkpoint)
-            log.info("trial %s resumes from %s at epoch %d", trial_id, source, state["epoch"])
+            try:
+                progress = self._restore(members, source, own=source == checkpoint)
+            except CheckpointError as error:  # the trial cannot continue; the run goes on without it
+                return TrialOutcome.failed(Reason.EXCEPTION, str(error))
+            log.info("trial %s resumes from %s at epoch %d", trial_id, source, progress.epoch)
 
         stop_reason: Reason | None = None
-        for epoch in range(state["epoch"] + 1, epochs + 1):
+        for epoch in range(progress.epoch + 1, epochs + 1):
             train_losses = [self._train_epoch(member, config) for member in members]
             diverged = next((loss for loss in train_losses if not math.isfinite(loss)), None)
             if diverged is not None:
                 return TrialOutcome.failed(Reason.DIVERGED, f"training loss became {diverged} at epoch {epoch}",
                                            epochs=epoch)
             metrics, val_pred = self._validate(members, train_losses)
-            self._update_best(state, members, metrics, val_pred, epoch)
-            state["epoch"] = epoch
+            self._update_best(progress, members, metrics, val_pred, epoch)
+            progress.epoch = epoch
             # report (the driver commits the epoch) before the checkpoint: a crash in between
             # re-runs this epoch and records it again, where the other order would lose its row
             stop = report(epoch, metrics)
-            self._save(checkpoint, members, state, config)
+            save_checkpoint(checkpoint, Checkpoint(progress.epoch, progress.bad_epochs, config, torch.get_rng_state(),
+                                                   tuple(member.state() for member in members), progress.best))
             if stop:
                 stop_reason = Reason.STOPPED
                 break
             patience = self.settings.patience
-            if patience is not None and state["bad_epochs"] >= patience and epoch < epochs:
+            if patience is not None and progress.bad_epochs >= patience and epoch < epochs:
                 stop_reason = Reason.EARLY_STOPPED
                 break
-        return self._outcome(state, stop_reason)
+        return self._outcome(progress, stop_reason)
 
-    def _restore(self, members: list[Member], source: Path, own: bool) -> dict[str, Any]:
-        saved = torch.load(source, map_location=self.device, weights_only=False)
-        if len(saved["members"]) != len(members):
-            raise ValueError(f"{source} holds {len(saved['members'])} models, this trial trains {len(members)}")
-        for member, entry in zip(members, saved["members"]):
-            member.load(entry, saved["epoch"], own)
-        if own and "torch_rng" in saved:  # dropout draws continue as if never interrupted
-            torch.set_rng_state(saved["torch_rng"].cpu())
-        return {"epoch": saved["epoch"], "best": saved["best"], "bad_epochs": saved["bad_epochs"]}
+    def _restore(self, members: list[Member], source: Path, own: bool) -> Progress:
+        saved = load_checkpoint(source, map_location=self.device)
+        if len(saved.members) != len(members):
+            raise CheckpointError(source, f"holds {len(saved.members)} models, this trial trains {len(members)}")
+        for member, entry in zip(members, saved.members):
+            member.load(entry, saved.epoch, own)
+        if own:  # dropout draws continue as if never interrupted
+            torch.set_rng_state(saved.torch_rng.cpu())
+        return Progress(saved.epoch, saved.best, saved.bad_epochs)
 
-    def _update_best(self, state: dict[str, Any], members: list[Member], metrics: dict[str, float],
+    def _update_best(self, progress: Progress, members: list[Member], metrics: dict[str, float],
                      val_pred: np.ndarray, epoch: int) -> None:
         score, direction = metrics[self.settings.metric], self.settings.direction
         loss_value = to_loss(score, direction) if math.isfinite(score) else math.inf
-        best = state["best"]
+        best = progress.best
         # a tie in the metric (common for accuracy on small validation sets) goes to the lower val loss
-        if best is None or (loss_value, metrics["val_loss"]) < (best["loss"], best["metrics"]["val_loss"]):
-            state["best"] = {"loss": loss_value, "metrics": metrics, "epoch": epoch,
-                             "states": [_cpu_state(member.model) for member in members], "val_pred": val_pred}
-            state["bad_epochs"] = 0
+        if best is None or (loss_value, metrics["val_loss"]) < (best.loss, best.metrics["val_loss"]):
+            progress.best = BestEpoch(loss_value, metrics, epoch, tuple(_cpu_state(member.model) for member in members),
+                                      as_tensor(val_pred))
+            progress.bad_epochs = 0
         else:
-            state["bad_epochs"] += 1
+            progress.bad_epochs += 1
 
-    def _save(self, checkpoint: Path, members: list[Member], state: dict[str, Any],
-              config: Mapping[str, Any]) -> None:
-        save_atomic({"epoch": state["epoch"], "members": [member.state_dict() for member in members],
-                     "torch_rng": torch.get_rng_state(), "best": state["best"], "bad_epochs": state["bad_epochs"],
-                     "config": dict(config)}, checkpoint)
-
-    def _outcome(self, state: dict[str, Any], stop_reason: Reason | None) -> TrialOutcome:
-        best = state["best"]
-        if best is None or not math.isfinite(best["loss"]):
+    def _outcome(self, progress: Progress, stop_reason: Reason | None) -> TrialOutcome:
+        best = progress.best
+        if best is None or not math.isfinite(best.loss):
             return TrialOutcome.failed(Reason.NO_SCORE, f"validation {self.settings.metric} was never finite",
-                                       epochs=state["epoch"])
+                                       epochs=progress.epoch)
         status = Status.PRUNED if stop_reason is Reason.STOPPED else Status.COMPLETE
-        metrics = {**best["metrics"], "best_epoch": best["epoch"]}
-        return TrialOutcome(status, best["loss"], metrics, epochs=state["epoch"], reason=stop_reason)
+        metrics = {**best.metrics, "best_epoch": best.epoch}
+        return TrialOutcome(status, best.loss, metrics, epochs=progress.epoch, reason=stop_reason)
 
     # --- after the search -----------------------------------------------------------------------------
 
@@ -517,14 +367,3 @@ class Trainer:
             return self.X_train, self.y_train
         return torch.cat([self.X_train, self.X_val]), torch.cat([self.y_train, self.y_val])
 
-
-def load_best_model(trainer: Trainer, config: Mapping[str, Any], checkpoint: Path) -> nn.Module:
-    """The eval-mode model of a finished trial at its best epoch: with CV, the fold models averaged."""
-    saved = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
-    models = []
-    for state in saved["best"]["states"]:
-        model = trainer.build_model(config)
-        model.load_state_dict(state)
-        models.append(model)
-    model = models[0] if len(models) == 1 else WeightedAverage(models, trainer.classification)
-    return model.eval()

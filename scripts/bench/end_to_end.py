@@ -104,7 +104,8 @@ def run_optuna(dataset: str, seed: int, budget: float, threads: int | None) -> d
     from automl.planning import build_space
     from automl.space import Choice, Float, Int
     from automl.spec import FamiliesSpec
-    from automl.training.trainer import family_params, make_optimizer, make_scheduler
+    from automl.training.optim import make_optimizer, make_scheduler
+    from automl.training.trainer import family_params
 
     set_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -90,11 +90,12 @@ class Recorder:
 def _ours(strategy: str, options: Mapping[str, Any]) -> Callable:
     def run(problem, seed: int, rec: Recorder) -> None:
         from automl.plugins import discover
+        from automl.strategy_builder import StrategySetup, build_strategy
 
-        cls = discover().strategy(strategy)
+        registry = discover()
         maxf = float(problem.max_fidelity)
-        strat = cls(problem.space, seed=seed, max_budget=maxf, options=cls.Options.model_validate(dict(options)))
-        strat.parallelism = 1
+        strat = build_strategy(registry.strategy(strategy), dict(options), StrategySetup(problem.space, seed, maxf),
+                               registry=registry)
         budgets: dict[str, float] = {}
         while not rec.exhausted():
             s = strat.ask()

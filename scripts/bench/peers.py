@@ -86,13 +86,14 @@ class AutomlOptimizer:
     def __init__(self, name: str, strategy: str, space: SearchSpace, seed: int, options: Mapping[str, Any]):
         from automl.plugins import discover
         from automl.strategies.base import Observation, Status
+        from automl.strategy_builder import StrategySetup, build_strategy
 
         self._observation, self._complete = Observation, Status.COMPLETE
-        cls = discover(()).strategy(strategy)
+        registry = discover(())
+        cls = registry.strategy(strategy)
         self.name, self.space = name, space
-        self.strategy = cls(space, seed=seed, max_budget=1.0, options=cls.Options.model_validate(dict(options)))
-        self.strategy.parallelism = 1
-        self.strategy.workdir = None  # an oracle keeps its files in a temporary folder of its own
+        # no workdir: an oracle keeps its files in a temporary folder of its own
+        self.strategy = build_strategy(cls, dict(options), StrategySetup(space, seed, 1.0), registry=registry)
         self._configs: dict[str, dict[str, Any]] = {}
         self.info = {"library": "automl", "class": f"{cls.__module__}.{cls.__name__}",
                      "options": self.strategy.options.model_dump()}

@@ -157,7 +157,7 @@ def make_executor(request):
 
     def make(slots: int = 1):
         if request.param == "threads":
-            executor = ThreadExecutor(run_trial, slots)
+            executor = ThreadExecutor(setup, plan_slots("cpu", slots, cpu_count=slots))
         elif request.param == "processes":
             executor = ProcessExecutor(setup, plan_slots("cpu", slots, cpu_count=slots))
         else:
@@ -175,8 +175,7 @@ def make_executor(request):
 
 def needs_processes(make) -> None:
     if make.kind == "threads":
-        pytest.skip("a thread cannot be killed, and its crash is the driver's crash: only worker processes "
-                    "and Ray actors isolate")
+        pytest.skip("a thread's crash is the driver's crash: only worker processes and Ray actors isolate")
 
 
 def test_events_arrive_in_order_per_trial(make_executor):
@@ -300,7 +299,6 @@ def test_events_returns_within_its_timeout_when_idle(make_executor):
 
 
 def test_time_limit_kills_a_hung_trial(make_executor):
-    needs_processes(make_executor)
     executor = make_executor()
     executor.submit(TrialRequest("t1", {"mode": "hang"}, 3, time_limit=0.5))
     outcome = outcome_of(collect(executor, ["t1"]), "t1")

@@ -110,7 +110,7 @@ def report_gpu(slot, request: TrialRequest, report) -> TrialOutcome:
     report(1, {"loss": 1.0})  # held by the test until both trials have reached it
     gpus = ray.get_gpu_ids()
     return TrialOutcome("COMPLETE", 1.0, {"gpus": float(len(gpus)), "gpu": float(gpus[0])},
-                        epochs=1, reason=f"{slot.device}:{os.environ.get('CUDA_VISIBLE_DEVICES')}")
+                        epochs=1, error=f"{slot.device}:{os.environ.get('CUDA_VISIBLE_DEVICES')}")
 
 
 def gpu_setup(slot):
@@ -132,7 +132,7 @@ def test_half_a_gpu_per_trial_puts_two_trials_on_one_gpu(make):
     events = collect(executor, ["a", "b"])
     for trial_id in ("a", "b"):
         outcome = outcome_of(events, trial_id)
-        assert outcome.metrics == {"gpus": 1.0, "gpu": 0.0} and outcome.reason == "cuda:0"
+        assert outcome.metrics == {"gpus": 1.0, "gpu": 0.0} and outcome.error == "cuda:0"
 
 
 def test_a_trial_the_cluster_cannot_place_is_warned_about(make, caplog):
@@ -165,7 +165,8 @@ def agent_setup(tmp_path):
 
     plan = make_plan(load_spec(write_spec(tmp_path)))
     settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, "cpu", None, 0)
-    context = TrialContext(plan.data, settings, tuple(plan.families), (), tmp_path / "checkpoints")
+    context = TrialContext(plan.data, settings, tuple(plan.registry.family_ref(n) for n in plan.families),
+                           tmp_path / "checkpoints")
     (tmp_path / "checkpoints").mkdir()
     return functools.partial(build_runner, context), plan.space.sample(np.random.default_rng(0))
 

@@ -56,7 +56,7 @@ def make_run(run_dir, *, metric="accuracy", direction="maximize", final=True, fa
             continue
         metrics = {} if value is None else {metric: value, "val_loss": 0.4, "train_loss": 0.3, "best_epoch": 3}
         store.finish_trial(trial_id, status, loss=loss, metrics=metrics, epochs=3 if value is not None else 1,
-                           reason={"PRUNED": "pruned by strategy", "FAILED": "crashed"}.get(status),
+                           reason={"PRUNED": "stopped", "FAILED": "crashed"}.get(status),
                            error=TRACEBACK if status == "FAILED" else None)
     if final:
         best = "t1" if direction == "maximize" else "t2"

@@ -12,17 +12,15 @@ from automl.space import Choice, Float, SearchSpace
 from automl.strategies.asha import ASHAOptions, ASHAStrategy, rung_budgets
 from automl.strategies.base import Observation, Status, Suggestion
 from automl.strategies.random import RandomStrategy
+from automl.strategy_builder import StrategySetup, build_strategy
 from automl.testing import check_strategy
 
 SPACE = SearchSpace((Float("x", 0.0, 1.0), Choice("kind", ("a", "b"))))
 
 
-def make(tmp_path=None, run_budget=9.0, **options) -> ASHAStrategy:
-    strategy = ASHAStrategy(SPACE, seed=0, max_budget=run_budget, options=ASHAOptions(**options))
-    if tmp_path is not None:
-        strategy.workdir = tmp_path
-    strategy.parallelism = 4
-    return strategy
+def make(tmp_path=None, run_budget=9.0, registry=None, **options) -> ASHAStrategy:
+    return build_strategy(ASHAStrategy, options, StrategySetup(SPACE, 0, run_budget, tmp_path, parallelism=4),
+                          registry=registry)
 
 
 def objective(config, budget) -> float:
@@ -30,10 +28,12 @@ def objective(config, budget) -> float:
     return config["x"] + (0.2 if config["kind"] == "b" else 0.0) + 1.0 / budget
 
 
-def observe(suggestion: Suggestion, status: Status = Status.COMPLETE, loss: float | None = None) -> Observation:
+def observe(suggestion: Suggestion, status: Status = Status.COMPLETE, loss: float | None = None,
+            history: tuple[float, ...] = ()) -> Observation:
     if status is not Status.FAILED and loss is None:
         loss = objective(suggestion.config, suggestion.budget)
-    return Observation(suggestion.trial_id, status, loss, dict(suggestion.config), suggestion.budget)
+    return Observation(suggestion.trial_id, status, loss, dict(suggestion.config), suggestion.budget,
+                       history=history)
 
 
 def simulate(strategy, n_trials: int, workers: int = 4, seed: int = 0, finish_all: bool = True):
@@ -162,18 +162,18 @@ def test_stopping_mode_prunes_bad_trials_at_milestones(tmp_path):
     strategy.tell(observe(good))
 
 
-def test_stopping_mode_replay_reads_the_milestone_log(tmp_path):
+def test_stopping_mode_replay_reads_the_epoch_history(tmp_path):
     original = make(tmp_path, mode="stopping")
+    assert original.wants_history and not make().wants_history
     trials = [original.ask() for _ in range(9)]
     for trial, loss in zip(trials, [0.1 * i for i in range(1, 10)]):
         pruned = original.should_stop(trial.trial_id, 1, loss)
-        original.tell(observe(trial, Status.PRUNED if pruned else Status.COMPLETE, loss=loss))
+        original.tell(observe(trial, Status.PRUNED if pruned else Status.COMPLETE, loss=loss, history=(loss,)))
 
     rebuilt = make(tmp_path, mode="stopping")
-    blind = make(tmp_path / "elsewhere", mode="stopping")
-    (tmp_path / "elsewhere").mkdir()
+    blind = make(tmp_path, mode="stopping")
     for trial, loss in zip(trials, [0.1 * i for i in range(1, 10)]):
-        rebuilt.tell(observe(trial, loss=loss))
+        rebuilt.tell(observe(trial, loss=loss, history=(loss,)))
         blind.tell(observe(trial, loss=loss))
     nxt = rebuilt.ask()
     assert nxt == blind.ask() == original.ask()  # the sampler goes on where it stopped
@@ -181,7 +181,7 @@ def test_stopping_mode_replay_reads_the_milestone_log(tmp_path):
     # 10 losses at rung 0 -> keep 3; 0.35 has 3 better: stopped, as the original would
     assert rebuilt.should_stop(nxt.trial_id, 1, 0.35) is True
     assert original.should_stop(nxt.trial_id, 1, 0.35) is True
-    assert blind.should_stop(nxt.trial_id, 1, 0.35) is False  # without the log: the documented limit
+    assert blind.should_stop(nxt.trial_id, 1, 0.35) is False  # without the history nothing is known
 
 
 # -- the sampler ----------------------------------------------------------------------------------
@@ -193,12 +193,19 @@ def test_new_configs_come_from_the_sampler():
         assert (ours.trial_id, ours.config) == (theirs.trial_id, theirs.config)
 
 
-def test_an_unknown_sampler_is_a_clear_error_at_first_use():
-    strategy = make(sampler="nope")  # resolved lazily: construction is fine
+def test_an_unknown_sampler_is_a_clear_error_when_built():
     with pytest.raises(SpecError, match=r"strategy.options.sampler: .*'nope'.*known: .*random"):
-        strategy.ask()
-    with pytest.raises(SpecError, match="sampler_options"):
-        make(sampler_options={"unknown": 1}).ask()
+        make(sampler="nope")
+    with pytest.raises(SpecError, match=r"strategy.options.sampler_options.unknown"):
+        make(sampler_options={"unknown": 1})
+
+
+def test_the_sampler_is_built_by_the_caller_and_handed_in(tmp_path):
+    strategy = make(tmp_path, sampler="random")
+    assert isinstance(strategy.inner["sampler"], RandomStrategy)
+    assert strategy.inner["sampler"].workdir == tmp_path / "sampler" and strategy.inner["sampler"].parallelism == 4
+    with pytest.raises(ValueError, match="sampler handed in"):
+        ASHAStrategy(SPACE, seed=0, max_budget=9.0, options=ASHAOptions())
 
 
 class Recorder(RandomStrategy):
@@ -213,9 +220,8 @@ class Recorder(RandomStrategy):
 def test_the_sampler_is_told_each_proposal_once_at_the_bottom_rung(monkeypatch):
     registry = Registry()
     registry.add(Plugin("strategies", "recorder", "the test", lambda: Recorder))
-    monkeypatch.setattr("automl.plugins.discover", lambda *a, **k: registry)
     monkeypatch.setattr(Recorder, "told", [])
-    asked, _, _, _ = simulate(make(sampler="recorder"), n_trials=40)
+    asked, _, _, _ = simulate(make(sampler="recorder", registry=registry), n_trials=40)
     proposed = [s.trial_id for s in asked.values() if s.resume_from is None]
     assert sorted(o.trial_id for o in Recorder.told) == sorted(proposed)
     assert {o.budget for o in Recorder.told} == {1}

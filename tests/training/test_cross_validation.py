@@ -7,8 +7,16 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 
 from automl.data.base import PreparedData
-from automl.training.trainer import WeightedAverage, Trainer, TrainSettings, load_best_model
-from tests.training.test_trainer import CONFIG, FAMILIES, Recorder, classification_data, regression
+from automl.training.checkpoints import load_checkpoint
+from automl.training.trained_models import WeightedAverage, load_best_model
+from automl.training.trainer import Trainer, TrainSettings
+from tests.training.test_trainer import (
+    CONFIG,
+    FAMILIES,
+    Recorder,
+    classification_data,
+    regression,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -61,7 +69,7 @@ def test_metrics_are_means_over_the_folds_with_their_std(data, tmp_path):
 def test_out_of_fold_predictions_cover_every_row_once(data, tmp_path):
     trainer = cv_trainer(data)
     trainer.run("0000", CONFIG, 3, tmp_path / "c.pt", Recorder())
-    val_pred = torch.load(tmp_path / "c.pt", weights_only=False)["best"]["val_pred"]
+    val_pred = load_checkpoint(tmp_path / "c.pt").best.predictions()
     assert val_pred.shape == (len(data.X_train), 3)
     np.testing.assert_allclose(val_pred.sum(axis=1), 1.0, rtol=1e-5)
     covered = np.sort(np.concatenate([val for _, val in data.folds]))
@@ -78,7 +86,7 @@ def test_fold_models_start_from_different_deterministic_seeds(data, tmp_path):
     first = trainer.run("0000", CONFIG, 2, tmp_path / "a.pt", Recorder())
     second = trainer.run("0000", CONFIG, 2, tmp_path / "b.pt", Recorder())
     assert first.metrics == second.metrics
-    states = torch.load(tmp_path / "a.pt", weights_only=False)["best"]["states"]
+    states = load_checkpoint(tmp_path / "a.pt").best.states
     assert len(states) == K
     first_weights = [next(iter(state.values())) for state in states]
     assert not torch.equal(first_weights[0], first_weights[1])
@@ -88,8 +96,8 @@ def test_a_cv_trial_resumes_from_its_checkpoint_mid_trial(data, tmp_path):
     trainer = cv_trainer(data)
     config = {**CONFIG, "lr_schedule": "one_cycle", "mlp.dropout": 0.2}
     trainer.run("0001", config, 5, tmp_path / "a.pt", Recorder(stop_at=2))
-    saved = torch.load(tmp_path / "a.pt", weights_only=False)
-    assert saved["epoch"] == 2 and len(saved["members"]) == K
+    saved = load_checkpoint(tmp_path / "a.pt")
+    assert saved.epoch == 2 and len(saved.members) == K
     resumed = Recorder()
     outcome = trainer.run("0001", config, 5, tmp_path / "a.pt", resumed)
     assert resumed.epochs == [3, 4, 5]
@@ -117,8 +125,8 @@ def test_cv_regression_averages_outputs_and_predicts_out_of_fold(tmp_path):
     trainer = Trainer(data, TrainSettings("rmse", "minimize", ("rmse", "r2"), loss="huber"), FAMILIES)
     outcome = trainer.run("0000", CONFIG, 4, tmp_path / "c.pt", Recorder())
     assert outcome.metrics["r2"] > 0.5 and "rmse_std" in outcome.metrics
-    best = torch.load(tmp_path / "c.pt", weights_only=False)["best"]
-    assert best["val_pred"].shape == (len(data.X_train),)
+    best = load_checkpoint(tmp_path / "c.pt").best
+    assert best.predictions().shape == (len(data.X_train),)
     ensemble = load_best_model(trainer, CONFIG, tmp_path / "c.pt")
     X = torch.as_tensor(data.X_test)
     mean = np.mean([trainer.predict(model, X) for model in ensemble.members], axis=0)

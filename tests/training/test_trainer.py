@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import make_classification, make_regression
 
-from automl.records import Reason
 from automl.data.base import PreparedData, Profile
 from automl.families.mlp import MLPFamily
-from automl.training.trainer import Trainer, TrainSettings, TrialOutcome, load_best_model
+from automl.records import Reason
+from automl.training.checkpoints import load_checkpoint
+from automl.training.trained_models import load_best_model
+from automl.training.trainer import Trainer, TrainSettings, TrialOutcome
 
 FAMILIES = {"mlp": MLPFamily()}
 
@@ -184,7 +185,7 @@ def test_a_trial_resumes_from_its_own_checkpoint_at_the_next_epoch(classificatio
     interrupted = Recorder(stop_at=2)  # e.g. the driver stopped the run
     trainer.run("0005", CONFIG, 5, checkpoint, interrupted)
     assert interrupted.epochs == [1, 2]
-    assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
+    assert load_checkpoint(checkpoint).epoch == 2
 
     resumed = Recorder()
     outcome = trainer.run("0005", CONFIG, 5, checkpoint, resumed)
@@ -233,8 +234,8 @@ def test_a_promotion_starts_from_the_other_trial_s_epoch(classification, tmp_pat
     outcome = trainer.run("0008", CONFIG, 5, high, promoted, resume_from=low)
     assert promoted.epochs == [3, 4, 5]
     assert outcome.status == "COMPLETE" and outcome.epochs == 5
-    assert torch.load(low, weights_only=False)["epoch"] == 2  # the other trial's checkpoint is left as it was
-    assert torch.load(high, weights_only=False)["epoch"] == 5
+    assert load_checkpoint(low).epoch == 2  # the other trial's checkpoint is left as it was
+    assert load_checkpoint(high).epoch == 5
 
     # it really continues the other trial's training (same weights, optimiser and data order)
     continued = _calls(trainer, "0007", CONFIG, 5, tmp_path / "straight.pt")[2:]

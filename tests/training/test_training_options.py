@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from automl.training import trainer as trainer_module
-from automl.training.trainer import Trainer, TrainSettings, load_best_model
-from tests.training.test_trainer import CONFIG, FAMILIES, Recorder, accuracy_trainer, classification_data, regression
+from automl.training.checkpoints import load_checkpoint
+from automl.training.trained_models import load_best_model
+from automl.training.trainer import Trainer, TrainSettings
+from tests.training.test_trainer import (
+    CONFIG,
+    FAMILIES,
+    Recorder,
+    accuracy_trainer,
+    classification_data,
+    regression,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -28,8 +37,8 @@ class LRRecorder(Recorder):
 
     def _read(self) -> None:
         if self.checkpoint.exists():
-            saved = torch.load(self.checkpoint, weights_only=False)
-            self._by_epoch[saved["epoch"]] = saved["members"][0]["optimizer"]["param_groups"][0]["lr"]
+            saved = load_checkpoint(self.checkpoint)
+            self._by_epoch[saved.epoch] = saved.members[0].optimizer["param_groups"][0]["lr"]
 
     def __call__(self, epoch, metrics) -> bool:
         self._read()
@@ -162,9 +171,9 @@ def _regression_run(loss, tmp_path):
     data = regression()
     trainer = Trainer(data, TrainSettings("mae", "minimize", ("mae", "rmse"), loss=loss), FAMILIES)
     outcome = trainer.run("0000", CONFIG, 4, tmp_path / f"{loss}.pt", Recorder())
-    best = torch.load(tmp_path / f"{loss}.pt", weights_only=False)["best"]
+    best = load_checkpoint(tmp_path / f"{loss}.pt").best
     scaled = lambda v: torch.as_tensor((v - data.y_mean) / data.y_std, dtype=torch.float32)  # noqa: E731
-    return outcome, scaled(best["val_pred"]), scaled(data.y_val), data
+    return outcome, scaled(best.predictions()), scaled(data.y_val), data
 
 
 def test_mae_loss_trains_and_validates_with_l1(tmp_path):
@@ -191,10 +200,10 @@ def test_an_unknown_loss_is_refused():
 def test_the_best_epoch_keeps_its_validation_predictions(classification, tmp_path):
     trainer = accuracy_trainer(classification)
     trainer.run("0000", CONFIG, 4, tmp_path / "c.pt", Recorder())
-    best = torch.load(tmp_path / "c.pt", weights_only=False)["best"]
+    val_pred = load_checkpoint(tmp_path / "c.pt").best.predictions()
     model = load_best_model(trainer, CONFIG, tmp_path / "c.pt")
-    np.testing.assert_allclose(best["val_pred"], trainer.predict(model, trainer.X_val), rtol=1e-5, atol=1e-7)
-    assert best["val_pred"].shape == (len(classification.y_val), 3)
+    np.testing.assert_allclose(val_pred, trainer.predict(model, trainer.X_val), rtol=1e-5, atol=1e-7)
+    assert val_pred.shape == (len(classification.y_val), 3)
     np.testing.assert_array_equal(trainer.validation_targets(), classification.y_val)
 
 

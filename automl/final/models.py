@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from automl.ensemble import blend, greedy_ensemble
+from automl.data.base import PreparedData
+from automl.errors import CheckpointError
+from automl.final.ensemble import blend, greedy_ensemble
+from automl.spec import TaskSpec
 from automl.store import TrialRecord, ranked_trials
+from automl.training.checkpoints import Checkpoint, load_checkpoint
 from automl.training.metrics import classification_metrics, regression_metrics, to_loss
-from automl.training.trainer import Trainer, WeightedAverage, load_best_model
-
-if TYPE_CHECKING:
-    from automl.agent import Agent, Plan
+from automl.training.trained_models import WeightedAverage, best_model, load_best_model
+from automl.training.trainer import Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +30,49 @@ REFIT_AUTO_MAX_ROWS = 20_000
 
 
 class FinalModels:
-    def __init__(self, agent: "Agent", plan: "Plan", trainer: Trainer):
-        self.spec, self.plan, self.trainer = agent.spec, plan, trainer
-        self.checkpoints = agent.run_dir / "checkpoints"
-        self.X_test = torch.as_tensor(plan.data.X_test, device=trainer.device)
+    def __init__(self, spec: TaskSpec, data: PreparedData, settings: TrainSettings, trainer: Trainer,
+                 checkpoint_dir: Path):
+        self.spec, self.data, self.settings, self.trainer = spec, data, settings, trainer
+        self.checkpoints = checkpoint_dir
+        self.X_test = torch.as_tensor(data.X_test, device=trainer.device)
 
-    def trained(self, trial: TrialRecord) -> nn.Module:
-        return load_best_model(self.trainer, trial.config, self.checkpoints / f"{trial.trial_id}.pt")
+    def checkpoint_path(self, trial: TrialRecord) -> Path:
+        return self.checkpoints / f"{trial.trial_id}.pt"
 
-    def trained_config(self, trial: TrialRecord) -> dict[str, Any]:
+    def best_checkpoint(self, trial: TrialRecord) -> Checkpoint:
+        """The chosen trial's checkpoint; without it there is no model to export, so the run fails here."""
+        path = self.checkpoint_path(trial)
+        try:
+            saved = load_checkpoint(path, map_location=self.trainer.device)
+        except CheckpointError as error:
+            raise CheckpointError(path, f"{error.problem} (the checkpoint of trial {trial.trial_id}, the best "
+                                        "one: no model can be exported without it)") from None
+        if saved.best is None:
+            raise CheckpointError(path, f"holds no finished epoch of trial {trial.trial_id}, the best one")
+        return saved
+
+    @staticmethod
+    def trained_config(trial: TrialRecord, saved: Checkpoint) -> dict[str, Any]:
         """The config the trial ran with, retry overrides included (e.g. a halved batch after out of memory)."""
-        saved = torch.load(self.checkpoints / f"{trial.trial_id}.pt", map_location="cpu", weights_only=False)
-        return dict(saved.get("config") or trial.config)
+        return dict(saved.config or trial.config)
+
+    def trained(self, trial: TrialRecord, saved: Checkpoint | None = None) -> nn.Module:
+        if saved is not None:
+            return best_model(self.trainer, trial.config, saved)
+        return load_best_model(self.trainer, trial.config, self.checkpoint_path(trial))
 
     def metrics(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-        names = self.plan.metric_names
+        names = self.settings.metric_names
         if self.trainer.classification:
             return classification_metrics(names, y, predictions)
         return regression_metrics(names, y, predictions)
 
     def test_metrics(self, model: nn.Module) -> dict[str, float]:
-        return self.metrics(self.plan.data.y_test, self.trainer.predict(model, self.X_test))
+        return self.metrics(self.data.y_test, self.trainer.predict(model, self.X_test))
 
     # -- refit on train + validation
     def refit_rows(self) -> int:
-        return len(self.plan.data.X_train) + len(self.plan.data.X_val)
+        return len(self.data.X_train) + len(self.data.X_val)
 
     def refit_wanted(self) -> bool:
         if self.spec.refit == "auto":
@@ -62,7 +82,7 @@ class FinalModels:
     # -- greedy ensemble
     def _score(self, y: np.ndarray):
         """(selection loss, smooth tie-break loss) of validation predictions."""
-        metric, direction = self.plan.metric, self.plan.direction
+        metric, direction = self.settings.metric, self.settings.direction
 
         def score(predictions: np.ndarray) -> tuple[float, float]:
             value = self.metrics(y, predictions)[metric]
@@ -80,11 +100,21 @@ class FinalModels:
         for trial in ranked_trials(trials):
             if len(found) == self.spec.ensemble.candidates:
                 break
-            path = self.checkpoints / f"{trial.trial_id}.pt"
-            predictions = _validation_predictions(path)
+            predictions = self._validation_predictions(self.checkpoint_path(trial))
             if predictions is not None and len(predictions) == n_rows:
                 found.append((trial, predictions))
         return found
+
+    @staticmethod
+    def _validation_predictions(path: Path) -> np.ndarray | None:
+        if not path.exists():
+            return None
+        try:
+            saved = load_checkpoint(path, map_location="cpu")
+        except CheckpointError as error:  # the ensemble is optional: go on without this candidate
+            log.warning("ensemble: a candidate is left out: %s", error)
+            return None
+        return None if saved.best is None else saved.best.predictions()
 
     def ensemble(self, trials: Sequence[TrialRecord]):
         """(the ensemble as one module, its facts) or (None, None) when it would be the single best model."""
@@ -110,11 +140,3 @@ class FinalModels:
             "beats_single": bool(chosen.score < single),
         }
         return net, info
-
-
-def _validation_predictions(path: Path) -> np.ndarray | None:
-    if not path.exists():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    predictions = (saved.get("best") or {}).get("val_pred")
-    return None if predictions is None else np.asarray(predictions)

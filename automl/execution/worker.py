@@ -1,0 +1,128 @@
+"""The worker side of every transport: one loop that runs one trial at a time.
+
+A worker talks to the driver over a `Channel` (a pipe in a process, a pair of buffers
+in a Ray actor or a thread) in plain tuples:
+
+    driver -> worker   ("run", run_id, request) ("answer", run_id, epoch, stop) ("stop", run_id) ("exit",)
+    worker -> driver   ("ready", name) ("started", run_id) ("epoch", run_id, epoch, metrics)
+                       ("finished", run_id, outcome) ("exited",)
+
+Every message about a trial carries its run id, so a late answer or stop meant for an
+earlier trial never reaches a later one. Failures of a trial become outcomes here:
+raised exceptions (`oom` or `exception`), an outcome that is not one, and an outcome
+that cannot travel to the driver.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+import traceback
+from typing import Callable, Protocol
+
+from automl.execution.base import Runner
+from automl.execution.slots import Slot
+from automl.records import Reason, TrialOutcome, TrialRequest
+
+REPLY_TIMEOUT = 600.0  # a driver that never answers must not hang a worker forever
+
+
+class DriverGone(Exception):
+    """The driver's end of the channel is closed: nobody is left to train for."""
+
+
+class Channel(Protocol):
+    def send(self, message: tuple) -> None: ...  # raises what serialising it raised; DriverGone if it cannot go
+    def receive(self, timeout: float | None) -> tuple | None: ...  # None after timeout s; DriverGone
+
+
+def classify_failure(error: BaseException) -> Reason:
+    # by name, so that objectives without torch never import it
+    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        return Reason.OOM
+    return Reason.EXCEPTION
+
+
+def build(setup: Callable[[], Runner]) -> tuple[Runner | None, str | None]:
+    """(runner, None), or (None, the traceback): a failed setup fails every trial sent to the
+    worker, so the run fails visibly instead of replacing workers in a loop."""
+    try:
+        return setup(), None
+    except BaseException:
+        return None, traceback.format_exc().strip()
+
+
+def build_in_process(setup_bytes: bytes, slot: Slot) -> tuple[Runner | None, str | None]:
+    """For a worker with a process of its own (a spawned process, a Ray actor): the slot's
+    environment before the setup imports torch or touches CUDA, then the pickled setup."""
+    os.environ.update(slot.env)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Ray sets them from num_cpus; the slot decides
+        if name not in slot.env:
+            os.environ[name] = str(slot.torch_threads)
+    built = build(lambda: pickle.loads(setup_bytes)(slot))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(slot.torch_threads)
+    return built
+
+
+def serve(channel: Channel, name: str, slot: Slot, runner: Runner | None, setup_error: str | None) -> None:
+    """Say ready, then run every trial the driver sends until it asks the worker to exit or goes away."""
+    try:
+        channel.send(("ready", name))
+        while True:
+            message = channel.receive(None)
+            if message[0] == "exit" or (message[0] == "run" and _run_one(channel, runner, setup_error, slot,
+                                                                         message[1], message[2])):
+                break
+            # anything else is a stop or an answer for a trial that has already ended
+        channel.send(("exited",))
+    except DriverGone:
+        pass
+
+
+def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, slot: Slot, run_id: int,
+             request: TrialRequest) -> bool:
+    """Run one trial; True when the driver asked the worker to exit meanwhile."""
+    state = {"stop": False, "exit": False}
+
+    def handle(message: tuple) -> None:
+        if message[0] == "exit":
+            state["stop"] = state["exit"] = True
+        elif message[0] == "stop" and message[1] == run_id:
+            state["stop"] = True
+
+    def report(epoch: int, metrics: dict) -> bool:
+        channel.send(("epoch", run_id, epoch, dict(metrics)))
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while not state["stop"]:  # a stopped trial does not wait for its answer
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            message = channel.receive(min(left, 1.0))  # DriverGone unwinds the runner
+            if message is None:
+                continue
+            if message[0] == "answer" and message[1] == run_id and message[2] == epoch:
+                return bool(message[3]) or state["stop"]
+            handle(message)
+        return True
+
+    channel.send(("started", run_id))
+    try:
+        if runner is None:
+            raise RuntimeError(f"setup of worker slot {slot.index} failed:\n{setup_error}")
+        outcome = runner(request, report)
+        if not isinstance(outcome, TrialOutcome):
+            raise TypeError(f"the runner returned {outcome!r}, not a TrialOutcome")
+    except DriverGone:
+        raise
+    except BaseException as error:  # any failure of one trial is data, not the end of the worker
+        outcome = TrialOutcome.failed(classify_failure(error), "".join(traceback.format_exception(error)).strip())
+    try:
+        channel.send(("finished", run_id, outcome))
+    except DriverGone:
+        raise
+    except Exception as error:  # serialised before a byte is written: the channel is intact
+        channel.send(("finished", run_id, TrialOutcome.failed(
+            Reason.EXCEPTION, f"the trial's outcome could not be sent to the driver: {error!r}", outcome.epochs)))
+    return state["exit"]

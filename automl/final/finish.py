@@ -1,0 +1,76 @@
+"""The end of a run: choose the best trial, score its model on test, refit it, build the
+ensemble, export, and store the `final` meta document the report and the CLI read."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from automl.data.base import PreparedData
+from automl.errors import BudgetExhausted
+from automl.families.base import Family
+from automl.final.export import export_model
+from automl.final.models import FinalModels
+from automl.spec import TaskSpec
+from automl.store import TrialStore, best_trial
+from automl.training.trainer import Trainer, TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def no_model_document(stopped_because: str, duration: float) -> dict[str, Any]:
+    """The `final` document of a run that ends without a model."""
+    return {"best_trial_id": None, "stopped_because": stopped_because, "finished_at": time.time(),
+            "duration_s": duration}
+
+
+def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Family], store: TrialStore,
+                  run_dir: Path, settings: TrainSettings, *, stopped_because: str,
+                  duration: float) -> dict[str, Any]:
+    """Store and return the `final` document, with the model exported under run_dir/model.
+
+    Raises `BudgetExhausted` when no trial finished with a usable score (its `final` document
+    stored first), and `CheckpointError` when the best trial's checkpoint cannot be read."""
+    trials = store.trials()
+    best = best_trial(trials)
+    if best is None:
+        store.set_meta("final", no_model_document(stopped_because, duration))
+        failed = [t for t in trials if t.status == "FAILED"]
+        last_error = (failed[-1].error or "").strip() if failed else ""
+        hint = f" The last error: {last_error.splitlines()[-1]}." if last_error else ""
+        raise BudgetExhausted(f"no trial finished with a usable score ({stopped_because}; {len(failed)} failed)."
+                              f"{hint} See {run_dir / 'report.html'}.")
+    # the driver's own trainer, made only now: during the search the data live in the workers
+    trainer = Trainer(data, settings, families)
+    final_models = FinalModels(spec, data, settings, trainer, run_dir / "checkpoints")
+    saved = final_models.best_checkpoint(best)
+    model = final_models.trained(best, saved)
+    val = {k: v for k, v in best.metrics.items() if k in settings.metric_names}  # CV: the mean over folds
+    models = {"search": {"trial_id": best.trial_id, "val": val, "test": final_models.test_metrics(model)}}
+    exported, refit_error = model, None
+    if final_models.refit_wanted():
+        epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
+        try:
+            exported = trainer.fit_full(best.trial_id, final_models.trained_config(best, saved), epochs)
+        except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
+            refit_error = str(error)
+            log.warning("the refit failed (%s); the best trial's own model is exported", error)
+        else:
+            models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
+                               "test": final_models.test_metrics(exported)}
+    ensemble_net, ensemble = final_models.ensemble(trials)
+    if ensemble is not None:
+        models["ensemble"] = ensemble
+    default = "ensemble" if ensemble is not None and ensemble["beats_single"] else ("refit" if "refit" in models
+                                                                                   else "search")
+    model_info = export_model(exported, data, best.config, best.trial_id, settings.metric, run_dir / "model",
+                              data_source=spec.data.model_dump(mode="json"), ensemble=ensemble_net,
+                              default="ensemble" if default == "ensemble" else "single",
+                              single="refit" if "refit" in models else "search")
+    final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val,
+             "test": models[default]["test"], "models": models, "default_model": default,
+             "model": model_info, "finished_at": time.time(), "duration_s": duration,
+             "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {})}
+    store.set_meta("final", final)
+    return final

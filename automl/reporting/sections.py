@@ -1,0 +1,255 @@
+"""The report's content as neutral data: sections of blocks, rendered by the HTML and the
+Markdown template alike, so the two documents cannot drift apart.
+
+Each `*_section` function builds one section from the results.json content (or None when
+the section does not apply); all text is plain and unescaped, the templates escape it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Union
+
+from automl.data.base import Profile
+from automl.reporting.formatting import format_duration, format_param, format_time, format_value
+from automl.reporting.results import TOP
+
+PLOTS = {  # file stem -> caption, in report order
+    "best_by_trial": "Best score so far against trials finished",
+    "best_by_time": "Best score so far against wall time",
+    "score_by_family": "Score by model family (completed and pruned trials)",
+    "learning_curves": "Learning curves of the top trials",
+}
+MODEL_TITLES = {"search": "Best single model (as trained in the search)",
+                "refit": "Best configuration refit on train+validation",
+                "ensemble": "Greedy ensemble of the best trials"}
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    kind: ClassVar[str] = "paragraph"
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]  # all empty: a two-column key/value table without a header row
+    rows: list[tuple[str, ...]]
+    kind: ClassVar[str] = "table"
+
+    @property
+    def has_header(self) -> bool:
+        return any(self.headers)
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+    kind: ClassVar[str] = "code"
+
+
+@dataclass(frozen=True)
+class Figure:
+    stem: str  # report_files/<stem>.png
+    caption: str
+    kind: ClassVar[str] = "figure"
+
+
+@dataclass(frozen=True)
+class Details:
+    """A collapsed block: a one-line summary and the full text (a traceback) under it."""
+
+    summary: str
+    text: str
+    kind: ClassVar[str] = "details"
+
+
+Block = Union[Paragraph, Table, Code, Figure, Details]
+FACTS = ("", "")  # the headers of a key/value table
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: list[Block]
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str
+    status: str  # the line under the title: finished and why, or still running
+    sections: list[Section]
+
+
+def _better(r: dict[str, Any]) -> str:
+    return "higher" if r["direction"] == "maximize" else "lower"
+
+
+def summary_section(r: dict[str, Any]) -> Section:
+    metric, best, counts = r["metric"], r["best"], r["trials"]
+    rows = [("Selection metric", f"{metric} ({_better(r)} is better)"),
+            ("Best trial", f"{best['trial_id']} ({best['family']})" if best else "none finished yet"),
+            (f"Best validation {metric}", format_value(best["value"]) if best else "—"),
+            (f"Test {metric}", format_value(r["test"].get(metric)) if r["test"] else "— (after the search)"),
+            ("Trials", f"{counts['total']} total: {counts['completed']} completed, {counts['pruned']} pruned, "
+                       f"{counts['failed']} failed, {counts['running']} running, {counts['pending']} pending"),
+            ("Duration", format_duration(r["duration_s"]))]
+    if r["stopped_because"]:
+        rows.append(("Stopped because", r["stopped_because"]))
+    return Section("Summary", [Table(FACTS, rows)])
+
+
+def data_section(r: dict[str, Any]) -> Section:
+    profile = r["profile"] or {}
+    order = [f.name for f in dataclasses.fields(Profile)]  # the store sorts keys; show them in a reading order
+    keys = sorted(profile, key=lambda k: order.index(k) if k in order else len(order))
+    rows = [(k.replace("_", " "), format_value(profile[k])) for k in keys
+            if profile[k] not in (None, [], {}, "") and k != "notes"]
+    blocks: list[Block] = [Table(("Property", "Value"), rows)] if rows else [Paragraph("Not profiled yet.")]
+    blocks += [Paragraph(f"Note: {note}") for note in profile.get("notes") or []]
+    return Section("Data", blocks)
+
+
+def families_section(r: dict[str, Any]) -> Section:
+    rows = [(f["family"], "chosen" if f["chosen"] else "excluded", f["reason"] or "", str(f["trials"]),
+             format_value(f["best"])) for f in r["families"]]
+    table = Table(("Family", "Decision", "Reason", "Trials", f"Best {r['metric']}"), rows)
+    return Section("Model families: what the agent chose and why",
+                   [table] if rows else [Paragraph("No families chosen yet.")])
+
+
+def strategy_section(r: dict[str, Any]) -> Section:
+    strategy = r["strategy"] or {}
+    blocks: list[Block] = [Table(FACTS, [("Strategy", str(strategy.get("name", "—"))),
+                                         ("Source", str(strategy.get("source") or "—")),
+                                         ("Seed", format_value(r["seed"]))])]
+    if strategy.get("options"):
+        blocks.append(Code(json.dumps(strategy["options"], indent=2, sort_keys=True)))
+    fallback = r.get("strategy_fallback")
+    if fallback:
+        blocks.append(Paragraph(f"After {fallback['after_trials']} trials the strategy broke and the search went on "
+                                f"with the {fallback['fallback']} strategy: {fallback['error']}"))
+    if r["space"]:
+        blocks.append(Table(("Parameter", "Range", "Active when"), [format_param(p) for p in r["space"]]))
+    return Section("Search strategy and space", blocks)
+
+
+def leaderboard_section(r: dict[str, Any]) -> Section:
+    metric = r["metric"]
+    rows = [(str(e["rank"]), e["trial_id"], e["family"], format_value(e["value"]), str(e["epochs"]),
+             format_duration(e["duration_s"]), e["status"].lower() + (f" ({e['reason']})" if e["reason"] else ""))
+            for e in r["leaderboard"]]
+    table = Table(("#", "Trial", "Family", metric, "Epochs", "Duration", "Status"), rows)
+    return Section(f"Leaderboard (top {TOP} by {metric}, {_better(r)} is better)",
+                   [table] if rows else [Paragraph("No trial has finished yet.")])
+
+
+def best_model_section(r: dict[str, Any]) -> Section | None:
+    best, test = r["best"], r["test"] or {}
+    if not best:
+        return None
+    names = list(dict.fromkeys([*best["val"], *test]))
+    return Section("Best model", [
+        Paragraph(f"Trial {best['trial_id']} ({best['family']}), best epoch {format_value(best['best_epoch'])} "
+                  f"of {best['epochs']}."),
+        Table(("Parameter", "Value"), [(k, format_value(v)) for k, v in sorted(best["config"].items())]),
+        Table(("Metric", "Validation", "Test"),
+              [(n, format_value(best["val"].get(n)), format_value(test.get(n)) if r["test"] else "—")
+               for n in names])])
+
+
+def final_models_section(r: dict[str, Any]) -> Section | None:
+    """The models made after the search, side by side on the test split."""
+    models = r.get("models")
+    if not models:
+        return None
+    blocks: list[Block] = [_final_models_table(r)]
+    if r.get("refit_error"):
+        blocks.append(Paragraph(f"The refit failed ({r['refit_error']}); the best trial's own model is exported."))
+    refit = models.get("refit")
+    if refit:
+        blocks.append(Paragraph(f"The refit trained for {refit.get('epochs')} epochs (the best epoch of the search) "
+                                f"on {refit.get('rows')} rows; it has no validation score of its own."))
+    ensemble = models.get("ensemble")
+    if ensemble:
+        blocks.append(Table(("Ensemble member", "Family", "Weight"),
+                            [(m["trial_id"], m.get("family") or "", format_value(m["weight"]))
+                             for m in ensemble["members"]]))
+        blocks.append(Paragraph("Members and weights were chosen greedily on the validation predictions "
+                                "(Caruana et al. 2004), so its validation score is optimistic; the test column "
+                                "is not."))
+    return Section("Final models: single best, refit and ensemble on the test split", blocks)
+
+
+def _final_models_table(r: dict[str, Any]) -> Table:
+    metric, models = r["metric"], r["models"]
+    rows = []
+    for key, title in MODEL_TITLES.items():
+        entry = models.get(key)
+        if entry:
+            used = " (used by `automl predict`)" if key == r.get("default_model") else ""
+            rows.append((title + used, format_value((entry.get("val") or {}).get(metric)),
+                         format_value((entry.get("test") or {}).get(metric))))
+    return Table(("Model", f"Validation {metric}", f"Test {metric}"), rows)
+
+
+def exported_model_section(r: dict[str, Any]) -> Section | None:
+    model = r["model"]
+    if not model:
+        return None
+    missing = "" if model.get("exists", True) else " (missing)"
+    blocks: list[Block] = [Table(FACTS, [("File", str(model.get("path", "—")) + missing),
+                                         ("Format", str(model.get("format", "—")))])]
+    if model.get("how"):
+        blocks += [Paragraph("How to load and use it:"), Code(str(model["how"]))]
+    return Section("Exported model", blocks)
+
+
+def plots_section(plotted: Iterable[str]) -> Section:
+    plotted = set(plotted)
+    figures = [Figure(stem, caption) for stem, caption in PLOTS.items() if stem in plotted]
+    return Section("Plots", figures or [Paragraph("Nothing to plot yet.")])
+
+
+def failures_section(r: dict[str, Any]) -> Section | None:
+    failures = r["failures"]
+    if not failures:
+        return None
+    return Section(f"Failed trials ({len(failures)})",
+                   [Details(f"{f['trial_id']} ({f['family']}): {f['last_line'] or f['reason'] or 'failed'}",
+                            f["error"] or f["reason"] or "no error recorded") for f in failures])
+
+
+def memory_infeasible_section(r: dict[str, Any]) -> Section | None:
+    rows = [(m["trial_id"], m["family"], ", ".join(str(b) for b in m["batch_sizes"]),
+             json.dumps(m["config"], sort_keys=True)) for m in r.get("memory_infeasible") or []]
+    if not rows:
+        return None
+    return Section("Memory-infeasible configurations",
+                   [Paragraph("These ran out of memory, also when retried with half the batch size."),
+                    Table(("Trial", "Family", "Batch sizes tried", "Config"), rows)])
+
+
+def run_facts_section(r: dict[str, Any]) -> Section:
+    run = r["run"] or {}
+    rows = [("Status", r["status"]), ("Device", format_value(run.get("device"))),
+            ("Workers", format_value(run.get("workers"))), ("Host", format_value(run.get("host"))),
+            ("Started", format_time(r["started_at"])), ("Finished", format_time(r["finished_at"])),
+            ("Duration", format_duration(r["duration_s"])), ("Report generated", format_time(r["generated_at"]))]
+    rows += [(f"{k} version", str(v)) for k, v in sorted((run.get("versions") or {}).items())]
+    return Section("Run facts", [Table(FACTS, rows)])
+
+
+def status_line(r: dict[str, Any]) -> str:
+    if r["status"] == "finished":
+        return "Finished" + (f": {r['stopped_because']}" if r["stopped_because"] else "")
+    return "Running (or interrupted): this report shows the trials recorded so far."
+
+
+def build_document(r: dict[str, Any], plotted: Iterable[str]) -> Document:
+    """The whole report from the results.json content and the stems of the plots drawn."""
+    sections = [summary_section(r), data_section(r), families_section(r), strategy_section(r),
+                leaderboard_section(r), best_model_section(r), final_models_section(r), exported_model_section(r),
+                plots_section(plotted), failures_section(r), memory_infeasible_section(r), run_facts_section(r)]
+    return Document(r["name"], status_line(r), [s for s in sections if s is not None])
