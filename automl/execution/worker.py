@@ -70,12 +70,13 @@ def serve(channel: Channel, name: str, slot: Slot, runner: Runner | None, setup_
     """Say ready, then run every trial the driver sends until it asks the worker to exit or goes away."""
     try:
         channel.send(("ready", name))
-        while True:
+        exiting = False
+        while not exiting:
             message = channel.receive(None)
-            if message[0] == "exit" or (message[0] == "run" and _run_one(channel, runner, setup_error, slot,
-                                                                         message[1], message[2])):
-                break
-            # anything else is a stop or an answer for a trial that has already ended
+            if message[0] == "run":
+                exiting = _run_one(channel, runner, setup_error, slot, message[1], message[2])
+            else:  # anything but exit is a stop or an answer for a trial that has already ended
+                exiting = message[0] == "exit"
         channel.send(("exited",))
     except DriverGone:
         pass

@@ -16,7 +16,6 @@ import pandas as pd
 from automl.errors import AutoMLError, DataError
 
 BATCH = 4096
-MODEL_CHOICES = ("default", "single", "ensemble")
 
 
 class PredictError(AutoMLError):
