@@ -1,4 +1,5 @@
-"""Writing run-directory files: atomically, and JSON strictly (NaN and infinity become null)."""
+"""Writing run-directory files: atomically, and JSON strictly (NaN and infinity become null);
+and the one test of what counts as a finite number."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,13 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a float when it is a real, finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def json_safe(value: Any) -> Any:

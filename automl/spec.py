@@ -179,7 +179,9 @@ class ExecutionSpec(_Model):
         None, ge=1, description="Trials run in parallel (default: one per GPU x trials_per_gpu, else 1).")
     trials_per_gpu: int = Field(1, ge=1, description="Trials sharing one GPU.")
     isolation: Literal["processes", "threads"] = Field(
-        "processes", description="Worker processes survive a crashing or hung trial; threads start faster.")
+        "processes", description="Worker processes survive a crashing or hung trial and are killed at "
+                                 "max_trial_time; threads start faster, but a crash ends the run and a thread past "
+                                 "max_trial_time is abandoned (its trial fails, its CPU is freed when it returns).")
     retries: int = Field(1, ge=0, description="Runs again of a trial whose worker crashed.")
     address: Optional[str] = Field(None, description="Ray: 'auto', 'ray://host:port' or none for a local Ray.")
     gpus_per_trial: Optional[float] = Field(None, ge=0, description="Ray: GPUs per trial (fractions share a GPU).")

@@ -8,14 +8,15 @@ None when there is nothing to draw.
 from __future__ import annotations
 
 import io
-import math
 from typing import Mapping, Sequence
+
+from automl.files import finite_number
 
 _SIZE = (7.0, 3.8)
 
 
 def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value) is not None
 
 
 def _figure(integer_x: bool = False):

@@ -6,12 +6,11 @@ missing: the report may be built mid-run, before the agent has written them all.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from automl.files import dumps_strict
+from automl.files import dumps_strict, finite_number
 from automl.records import Reason, Status
 from automl.store import TrialRecord, TrialStore, ranked_trials
 
@@ -22,7 +21,7 @@ COUNTED = {Status.COMPLETE: "completed", Status.PRUNED: "pruned", Status.FAILED:
 
 
 def finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value) is not None
 
 
 def family_of(trial: TrialRecord) -> str:

@@ -12,7 +12,6 @@ is never needed.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -23,6 +22,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
+from automl.files import finite_number
 from automl.reporting.base import RunObserver
 from automl.space import Choice, SearchSpace
 from automl.store import TrialRecord
@@ -69,12 +69,6 @@ def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
     # by every loader as a time series; the payload is all in the metadata
     return Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data),
                                         tensor=metadata.NULL_TENSOR)])
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 class TensorBoardObserver(RunObserver):
@@ -151,7 +145,7 @@ class TensorBoardObserver(RunObserver):
     def epoch(self, trial_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         writer = self._trial_writer(trial_id)
         for key, value in metrics.items():
-            value = _finite(value)
+            value = finite_number(value)
             if value is None:
                 continue
             tag = {"train_loss": "loss/train", "val_loss": "loss/val"}.get(key, f"metric/{key}")
@@ -164,7 +158,7 @@ class TensorBoardObserver(RunObserver):
         final = {**self._last_epoch.pop(record.trial_id, {}), **(record.metrics or {})}
         if record.status != "FAILED":
             for name in [*self.metric_names, "val_loss"]:
-                value = _finite(final.get(name))
+                value = finite_number(final.get(name))
                 if value is not None:
                     writer.add_scalar(HPARAMS_PREFIX + name, value, global_step=record.epochs)
         end = plugin_data_pb2.SessionEndInfo(status=STATUS.get(record.status, api_pb2.STATUS_UNKNOWN),
@@ -175,7 +169,7 @@ class TensorBoardObserver(RunObserver):
         self._record_best(best, n_finished, elapsed)
 
     def _record_best(self, best: TrialRecord | None, n_finished: int, elapsed: float) -> None:
-        value = _finite((best.metrics or {}).get(self.metric)) if best is not None else None
+        value = finite_number((best.metrics or {}).get(self.metric)) if best is not None else None
         if value is None:
             return
         study = self._study_writer()

@@ -103,7 +103,7 @@ class EvolutionaryStrategy(Strategy):
 
     def __init__(self, space, *, seed, max_budget, options=None):
         super().__init__(space, seed=seed, max_budget=max_budget, options=options)
-        self._optimizer = None  # built at the first call: parallelism is set after __init__
+        self._optimizer = None  # built at the first call: a caller of contract 1 sets parallelism after __init__
         self._sequential = False  # nevergrad refuses num_workers > 1 for it: one trial at a time
         self._pending: dict[str, Any] = {}  # trial id -> the candidate nevergrad asked
         self._ids = TrialIds("ev")  # every id suggested, replayed or resumed

@@ -225,8 +225,8 @@ class OracleStrategy(Strategy):
     """A strategy that asks a keras-tuner oracle. Subclasses build the oracle (`_new_oracle`)
     and turn its trials into suggestions (`_suggestion`).
 
-    The oracle is built on the first call, not in __init__: the agent sets `workdir` after
-    construction. Every trial gets a fresh tuner id, because an oracle hands a tuner id that
+    The oracle is built on the first call, not in __init__: a caller of strategy contract 1
+    sets `workdir` after construction. Every trial gets a fresh tuner id, because an oracle hands a tuner id that
     already has a running trial that same trial again: that is how several run at once.
 
     Replay: a trial told (or resumed) that this instance never suggested is added to the oracle
