@@ -6,6 +6,7 @@ database before it is acted on, so a run killed at any moment resumes from there
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -15,7 +16,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -33,6 +34,7 @@ from automl.space import SearchSpace
 from automl.spec import METRICS, TaskSpec, spec_fingerprint
 from automl.search import Limits, Observers, SearchLoop, StopCause
 from automl.strategy_builder import StrategySetup, build_strategy, validate_options
+from automl.strategy_choice import AUTO, SearchFacts, StrategyChoice, choose_strategy
 from automl.store import TrialStore
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
@@ -56,19 +58,15 @@ class Plan:
     space: SearchSpace
     strategy_cls: type[Strategy]
     strategy_options: Any
+    strategy: StrategyChoice  # which strategy and why (named in the spec, or picked by `auto`)
     families: dict = field(default_factory=dict)
 
 
 def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
     """Load plugins and data and decide families and space; runs no trial, writes nothing."""
     registry = discover(tuple(spec.plugins_dirs) + tuple(extra_plugin_dirs))
-    try:
-        strategy_cls = registry.strategy(spec.strategy.name)
-    except PluginError as error:
-        if spec.strategy.name not in registry.names("strategies"):
-            raise SpecError([("strategy.name", str(error))]) from None
-        raise
-    options = validate_options(strategy_cls, spec.strategy.options)
+    if spec.strategy.name != AUTO:  # checked before the data is loaded: a typo fails at once
+        _strategy_class_and_options(registry, spec.strategy.name, spec.strategy.options)
     data = load_data(spec.data, spec.split, task=spec.task, seed=spec.seed)
     task = data.profile.task
     metric, direction = spec.resolved_metric(task)
@@ -87,12 +85,39 @@ def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
     choices = choose_families(data.profile, families, spec.families)
     chosen = [c.family for c in choices if c.chosen]
     space = build_space(data.profile, families, chosen, spec.families)
-    # built once here, and dropped, so that `automl validate` reports what a strategy refuses
-    # (e.g. a rung ladder that does not fit max_epochs) before a run directory is touched
-    build_strategy(strategy_cls, options, StrategySetup(space, spec.seed, float(spec.budget.max_epochs)),
-                   registry=registry)
-    return Plan(spec, registry, data, metric, direction, metric_names, choices, space, strategy_cls, options,
-                {n: families[n] for n in chosen})
+    return plan_strategy(Plan(spec, registry, data, metric, direction, metric_names, choices, space, None, None,
+                              _named_or_auto(spec, space, registry), {n: families[n] for n in chosen}))
+
+
+def _named_or_auto(spec: TaskSpec, space: SearchSpace, registry: Registry) -> StrategyChoice:
+    if spec.strategy.name != AUTO:
+        return StrategyChoice(spec.strategy.name, dict(spec.strategy.options), "named in the spec")
+    facts = SearchFacts.of(space, max_trials=spec.budget.max_trials, max_time=spec.budget.max_time,
+                           max_epochs=spec.budget.max_epochs, workers=spec.execution.workers or 1)
+    return choose_strategy(facts, registry.names("strategies"))
+
+
+def _strategy_class_and_options(registry: Registry, name: str, options: Mapping[str, Any]):
+    try:
+        strategy_cls = registry.strategy(name)
+    except PluginError as error:
+        if name not in registry.names("strategies"):
+            raise SpecError([("strategy.name", str(error))]) from None
+        raise
+    return strategy_cls, validate_options(strategy_cls, options)
+
+
+def plan_strategy(plan: Plan, choice: StrategyChoice | None = None) -> Plan:
+    """The plan with `choice` (default: the plan's own) as its strategy, class and options checked.
+
+    The strategy is built once here and dropped, so that `automl validate` reports what a
+    strategy refuses (e.g. a rung ladder that does not fit max_epochs) before a run directory
+    is touched."""
+    choice = choice or plan.strategy
+    strategy_cls, options = _strategy_class_and_options(plan.registry, choice.name, choice.options)
+    build_strategy(strategy_cls, options, StrategySetup(plan.space, plan.spec.seed, float(plan.spec.budget.max_epochs)),
+                   registry=plan.registry)
+    return dataclasses.replace(plan, strategy_cls=strategy_cls, strategy_options=options, strategy=choice)
 
 
 def versions() -> dict[str, str]:
@@ -130,8 +155,11 @@ class Agent:
         from automl.reporting.tensorboard import TensorBoardObserver
 
         spec = self.spec
+        if resuming:
+            plan = self._strategy_of_the_first_run(plan, store)
         self.plan, self.store = plan, store
-        strategy_plugin = plan.registry.get("strategies", spec.strategy.name)
+        strategy_name = plan.strategy.name
+        strategy_plugin = plan.registry.get("strategies", strategy_name)
         self._write_meta(plan, store, device, strategy_plugin.source, resuming)
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
@@ -152,7 +180,7 @@ class Agent:
         store.set_meta("run", {**store.get_meta("run"), "workers": workers, "isolation": isolation})
         budget = spec.budget
         self.loop = SearchLoop(
-            strategy, label=f"strategy {spec.strategy.name!r} from {strategy_plugin.source}", space=plan.space,
+            strategy, label=f"strategy {strategy_name!r} from {strategy_plugin.source}", space=plan.space,
             store=store, executor=executor,
             limits=Limits(budget.max_trials, budget.max_time, budget.max_failed, float(budget.max_epochs),
                           budget.max_trial_time, budget.max_consecutive_failures, spec.execution.retries),
@@ -162,7 +190,7 @@ class Agent:
             fallback_name=spec.strategy.fallback or "random")
         resubmit = self.loop.replay()
         self.observers.run_started({
-            "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": spec.strategy.name,
+            "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": strategy_name,
             "families": list(plan.families), "max_trials": budget.max_trials, "max_time": budget.max_time,
             "max_epochs": budget.max_epochs, "device": device, "workers": workers,
             "already_finished": sum(1 for t in store.trials() if t.finished)})
@@ -204,7 +232,7 @@ class Agent:
         store.set_meta("space", plan.space.to_dict())
         store.set_meta("profile", plan.data.profile.to_dict())
         store.set_meta("choices", [c.to_dict() for c in plan.choices])
-        store.set_meta("strategy", {"name": spec.strategy.name, "options": plan.strategy_options.model_dump(mode="json"),
+        store.set_meta("strategy", {**plan.strategy.to_dict(), "options": plan.strategy_options.model_dump(mode="json"),
                                     "source": strategy_source})
         run = store.get_meta("run") if resuming else None
         started = run["started_at"] if run else time.time()
@@ -213,6 +241,17 @@ class Agent:
                                "host": socket.gethostname(), "versions": versions()})
         if not resuming:
             store.set_meta("elapsed_before", 0.0)
+
+    @staticmethod
+    def _strategy_of_the_first_run(plan: Plan, store: TrialStore) -> Plan:
+        """On resume, `auto` keeps the strategy it chose when the run started: a larger budget might
+        pick another, and a strategy rebuilt by replay must be the one that made the trials."""
+        first = store.get_meta("strategy") or {}
+        if plan.strategy.chosen_by != AUTO or first.get("chosen_by") != AUTO or first.get("name") == plan.strategy.name:
+            return plan
+        log.info("resuming with %s, the strategy auto chose when the run started", first["name"])
+        return plan_strategy(plan, StrategyChoice(first["name"], first.get("options") or {}, first.get("reason", ""),
+                                                  chosen_by=AUTO))
 
     def _strategy_setup(self, workers: int) -> StrategySetup:
         return StrategySetup(self.plan.space, self.spec.seed, float(self.spec.budget.max_epochs),

@@ -132,7 +132,8 @@ def validate(spec_path, plugins_dirs, no_data):
     click.echo(f"  metric: {plan.metric} ({plan.direction})")
     for choice in plan.choices:
         click.echo(f"  family {choice.family}: {'chosen' if choice.chosen else 'not used'} - {choice.reason}")
-    click.echo(f"  search space: {len(plan.space)} parameters; strategy {spec.strategy.name}")
+    click.echo(f"  search space: {len(plan.space)} parameters")
+    click.echo(f"  strategy {plan.strategy.name}: {plan.strategy.reason}")
     click.echo(f"  run directory: {spec.output}")
 
 

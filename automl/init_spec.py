@@ -116,7 +116,7 @@ def draft_spec(data: Path, target: str | None = None, name: str | None = None) -
         # k folds replace the validation split
         "split": {"test": 0.2, "cv_folds": 5} if profile.n_samples <= 1000 else {"validation": 0.2, "test": 0.2},
         "budget": {"max_trials": 20, "max_epochs": 30, "patience": 8},
-        "strategy": {"name": "bayesian"},
+        "strategy": {"name": "auto"},  # the agent picks it from the budget, the epochs and the space
         "families": {"include": chosen},
     })
     why.append(f"{profile.modality} {profile.task} with {profile.n_samples} rows; metric {plan.metric}")

@@ -30,6 +30,7 @@ from automl.space import SearchSpace
 from automl.store import TrialRecord, TrialStore, best_trial
 from automl.strategies.base import Strategy
 from automl.strategy_builder import StrategySetup, build_strategy
+from automl.strategy_choice import AUTO, SearchFacts, choose_strategy
 from automl.training.metrics import to_loss
 
 Objective = Callable[[Mapping[str, Any], float], Union[float, Mapping[str, float]]]
@@ -58,8 +59,15 @@ def optimize(objective: Objective, space: SearchSpace, strategy: str | type[Stra
              metric: str = "loss", direction: str = "minimize", max_failed: int | None = None,
              storage: str | Path | None = None, plugins_dirs: Sequence[str | Path] = ()) -> OptimizeResult:
     """Minimise (or maximise) `objective` over `space`. With `storage` (a folder) the trial
-    database is kept there and a second call with the same space resumes from it."""
+    database is kept there and a second call with the same space resumes from it.
+    `strategy="auto"` picks one from the budget and the space, as `automl run` does."""
     registry = discover([Path(p) for p in plugins_dirs])
+    if strategy == AUTO:
+        if options:
+            raise ValueError("strategy 'auto' picks its own options; name a strategy to pass options")
+        facts = SearchFacts.of(space, max_trials=max_trials, max_time=max_time, max_epochs=max_budget, workers=workers)
+        choice = choose_strategy(facts, registry.names("strategies"))
+        strategy, options = choice.name, choice.options
     cls, label = _strategy_class(strategy, registry)
     with tempfile.TemporaryDirectory(prefix="automl-optimize-") as scratch:
         folder = Path(storage) if storage is not None else Path(scratch)

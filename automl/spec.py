@@ -132,11 +132,19 @@ class BudgetSpec(_Model):
 
 
 class StrategySpec(_Model):
-    name: str = Field("random", min_length=1)
+    name: str = Field("auto", min_length=1, description="A strategy's name, or auto: the agent picks one from the "
+                                                        "budget, the epochs and the search space (docs/strategies.md).")
     options: dict[str, Any] = Field(default_factory=dict, description="Validated by the strategy's own options model.")
     timeout: float = Field(600, gt=0, description="Seconds one call of the strategy may take before it counts as hung.")
     fallback: Optional[Literal["random"]] = Field(
         None, description="On a strategy that raises, hangs or breaks the protocol: go on with this one instead of stopping.")
+
+    @model_validator(mode="after")
+    def _auto_takes_no_options(self) -> "StrategySpec":
+        if self.name == "auto" and self.options:
+            raise ValueError("auto picks the strategy and its options itself; to set options, name the strategy "
+                             "(e.g. \"name\": \"asha\")")
+        return self
 
 
 class RangeOverride(_Model):

@@ -76,3 +76,10 @@ def test_parallel_workers_run_every_trial_once():
     result = optimize(quadratic, SPACE, max_trials=24, workers=4, seed=3)
     assert len({t.trial_id for t in result.trials}) == 24
     assert all(t.status == "COMPLETE" for t in result.trials)
+
+
+def test_auto_picks_a_strategy_for_the_budget():
+    result = optimize(quadratic, SPACE, strategy="auto", max_trials=4, seed=1)
+    assert len(result.trials) == 4  # 4 trials: no model would be fitted, random search runs them
+    with pytest.raises(ValueError, match="picks its own options"):
+        optimize(quadratic, SPACE, strategy="auto", options={"x": 1}, max_trials=2)

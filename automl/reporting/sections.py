@@ -121,9 +121,12 @@ def families_section(r: dict[str, Any]) -> Section:
 
 def strategy_section(r: dict[str, Any]) -> Section:
     strategy = r["strategy"] or {}
-    blocks: list[Block] = [Table(FACTS, [("Strategy", str(strategy.get("name", "—"))),
-                                         ("Source", str(strategy.get("source") or "—")),
-                                         ("Seed", format_value(r["seed"]))])]
+    chosen = "picked by the agent (auto)" if strategy.get("chosen_by") == "auto" else "named in the spec"
+    rows = [("Strategy", str(strategy.get("name", "—"))), ("Chosen", chosen if strategy.get("name") else "—")]
+    if strategy.get("chosen_by") == "auto" and strategy.get("reason"):
+        rows.append(("Why", str(strategy["reason"])))
+    rows += [("Source", str(strategy.get("source") or "—")), ("Seed", format_value(r["seed"]))]
+    blocks: list[Block] = [Table(FACTS, rows)]
     if strategy.get("options"):
         blocks.append(Code(json.dumps(strategy["options"], indent=2, sort_keys=True)))
     fallback = r.get("strategy_fallback")
