@@ -88,6 +88,9 @@ class Registry:
         self.plugins: dict[str, dict[str, Plugin]] = {kind: {} for kind in GROUPS}
 
     def add(self, plugin: Plugin) -> None:
+        if plugin.kind == "strategies" and plugin.name == "auto":  # the spec's name for the agent's own choice
+            raise PluginError(f"a strategy from {plugin.source} is named 'auto', which is reserved for the agent's "
+                              "own choice of strategy; rename it")
         existing = self.plugins[plugin.kind].get(plugin.name)
         if existing is not None:
             raise PluginError(f"two {plugin.kind} are named {plugin.name!r}: one from {existing.source}, "

@@ -78,3 +78,10 @@ def test_inner_strategies_need_a_constructor_that_takes_them():
 
     with pytest.raises(PluginError, match="does not accept `inner`"):
         build_strategy(Composer, {}, StrategySetup(SPACE, 0, 1.0))
+
+
+def test_no_plugin_may_take_the_name_auto():
+    from automl.plugins import Plugin, Registry
+
+    with pytest.raises(PluginError, match="reserved"):
+        Registry().add(Plugin("strategies", "auto", "my_plugins/auto.py", lambda: RandomStrategy))
