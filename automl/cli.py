@@ -222,6 +222,52 @@ def init(data, target, out, name, force):
 
 
 @main.command()
+@click.argument("strategy")
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Load strategy plugins from the .py files in this folder (repeatable).")
+@click.option("--suite", type=click.Choice(["blackbox", "multifidelity", "both"]), default="both", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), help="Seeds per problem (default 5; 2 with --quick).")
+@click.option("--quick", is_flag=True, help="Tiny budgets and few problems: a check that it runs, not a result.")
+@click.option("--against", help="Comma-separated strategies to compare with (default: random, bayesian and "
+                                "evolutionary on blackbox; random, hyperband and asha on multifidelity).")
+@click.option("--out", type=click.Path(file_okay=False), help="Also write bench.json and bench.md here.")
+def bench(strategy, plugins_dirs, suite, seeds, quick, against, out):
+    """Compare STRATEGY with the built-in strategies on problems with a known optimum."""
+    import dataclasses
+
+    from automl.benchmark import (
+        QUICK,
+        SUITES,
+        Settings,
+        format_results,
+        run_bench,
+        save,
+    )
+
+    settings = QUICK if quick else Settings()
+    if seeds is not None:
+        settings = dataclasses.replace(settings, seeds=seeds)
+    suites = SUITES if suite == "both" else (suite,)
+    try:
+        results = run_bench(strategy, [Path(p).resolve() for p in plugins_dirs], suites, settings,
+                            against=[n.strip() for n in against.split(",") if n.strip()] if against else None,
+                            progress=lambda line: click.echo(line, err=True))
+    except AutoMLError as error:
+        _fail(error)
+    click.echo(format_results(results, settings))
+    failures = [line for result in results for line in result.failures]
+    for line in failures:
+        click.echo(f"failed: {line}", err=True)
+    if out:
+        for path in save(Path(out), strategy, results, settings):
+            click.echo(f"written: {path}")
+    failed = sum(result.failed(strategy) for result in results)
+    if failed:
+        click.echo(f"error: {strategy} failed in {failed} run(s); see above", err=True)
+        sys.exit(1)
+
+
+@main.command()
 def schema():
     """Print the JSON schema of the spec (for editors)."""
     from automl.spec import json_schema

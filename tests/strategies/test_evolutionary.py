@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 from automl.space import Choice, Condition, Float, Int, SearchSpace
 from automl.strategies.base import Observation, Status, Suggestion
-from automl.strategies.evolutionary import EvolutionaryStrategy
+from automl.strategies.evolutionary import FAILED_LOSS, EvolutionaryStrategy
 from automl.testing import check_strategy
 
 QUADRATIC_SPACE = SearchSpace((
@@ -37,7 +38,8 @@ def complete(suggestion: Suggestion, loss: float | None = None) -> Observation:
     return Observation(suggestion.trial_id, Status.COMPLETE, loss, dict(suggestion.config), suggestion.budget)
 
 
-@pytest.mark.parametrize("options", [None, {"optimizer": "CMA"}, {"optimizer": "DE"}, {"optimizer": "OnePlusOne"}])
+@pytest.mark.parametrize("options", [None, {"optimizer": "TwoPointsDE"}, {"optimizer": "DE"},
+                                     {"optimizer": "OnePlusOne"}])
 def test_conformance(options):
     check_strategy(EvolutionaryStrategy, options)
 
@@ -53,7 +55,7 @@ def test_a_sequential_only_optimizer_conforms_and_waits_for_each_result():
 
 def test_default_options():
     options = EvolutionaryStrategy.Options()
-    assert (options.optimizer, options.budget) == ("TwoPointsDE", 100)
+    assert (options.optimizer, options.budget) == ("CMA", 100)
 
 
 def test_an_unknown_optimizer_is_a_validation_error_naming_close_names():
@@ -77,17 +79,41 @@ def test_importing_the_module_does_not_import_nevergrad():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_it_improves_over_its_first_ten_trials_on_a_quadratic(seed):
-    strategy = make(seed=seed, budget=60)
+def _best_of(strategy, batches: int = 15, nan_first: bool = False) -> float:
+    """Batches of 4 parallel trials on the quadratic; the lowest finite loss (the first trial NaN if asked)."""
     losses = []
-    for _ in range(15):  # 15 batches of 4 parallel trials
+    for _ in range(batches):
         batch = [strategy.ask() for _ in range(4)]
         for suggestion in batch:
-            observation = complete(suggestion)
-            losses.append(observation.loss)
-            strategy.tell(observation)
-    assert min(losses[10:]) < min(losses[:10])
+            loss = math.nan if nan_first and not losses else quadratic(suggestion.config)
+            losses.append(loss)
+            strategy.tell(complete(suggestion, loss))
+    return min(loss for loss in losses if math.isfinite(loss))
+
+
+def _random_bests(seeds) -> list[float]:
+    from automl.strategies.random import RandomStrategy
+    from automl.strategy_builder import StrategySetup, build_strategy
+
+    return [_best_of(build_strategy(RandomStrategy, {}, StrategySetup(QUADRATIC_SPACE, seed, 3.0, parallelism=4)))
+            for seed in seeds]
+
+
+SEEDS = range(5)
+
+
+def test_the_default_beats_random_search_on_a_smooth_function():
+    # 60 evaluations: random search's best is ~2.7 (median over seeds); CMA-ES gets to ~0.05, TwoPointsDE ~1.8
+    random_median = statistics.median(_random_bests(SEEDS))
+    bests = [_best_of(make(seed=seed, budget=60)) for seed in SEEDS]
+    assert max(bests) < random_median
+    assert statistics.median(bests) < random_median / 10
+
+
+def test_after_a_nan_the_search_still_converges():
+    random_median = statistics.median(_random_bests(SEEDS))
+    bests = [_best_of(make(seed=seed, budget=60), nan_first=True) for seed in SEEDS]
+    assert max(bests) < random_median and statistics.median(bests) < random_median / 4
 
 
 def test_several_pending_asks_then_tells_in_any_order_with_any_status():
@@ -103,10 +129,19 @@ def test_several_pending_asks_then_tells_in_any_order_with_any_status():
     assert not {s.trial_id for s in more} & {s.trial_id for s in batch}
 
 
-def test_non_finite_losses_are_told_as_failures():
+def test_non_finite_losses_are_told_as_a_penalty_worse_than_every_loss(monkeypatch):
     strategy = make()
-    suggestion = strategy.ask()
-    strategy.tell(Observation(suggestion.trial_id, Status.COMPLETE, math.nan, dict(suggestion.config)))
+    told = []
+    optimizer = strategy._get_optimizer()
+    tell = optimizer.tell
+    monkeypatch.setattr(optimizer, "tell", lambda candidate, loss: (told.append(loss), tell(candidate, loss)))
+    first = strategy.ask()
+    strategy.tell(Observation(first.trial_id, Status.COMPLETE, math.nan, dict(first.config)))
+    assert told == [FAILED_LOSS]  # before any finite loss: the fixed penalty
+    batch = [strategy.ask() for _ in range(3)]
+    for suggestion, loss in zip(batch, (2.0, 5.0, math.inf)):
+        strategy.tell(Observation(suggestion.trial_id, Status.COMPLETE, loss, dict(suggestion.config)))
+    assert told[1:] == [2.0, 5.0, 5.0 + (5.0 - 2.0)]  # worst + max(1, worst - best)
     assert strategy.ask() is not None
 
 
