@@ -16,7 +16,7 @@ from automl.strategies.base import Strategy, Suggestion
 from automl.strategies.random import RandomStrategy
 
 SPACE = SearchSpace((Choice("family", ("mlp",)), Float("lr", 1e-4, 1e-1, log=True)))
-BUILTIN_STRATEGIES = ("asha", "bayesian", "evolutionary", "grid", "hyperband", "random")
+BUILTIN_STRATEGIES = ("asha", "bayesian", "evolutionary", "grid", "hyperband", "random", "tpe")
 
 
 BUILTIN_FAMILIES = ("cnn", "cnn1d", "embedding_bag", "mlp", "resmlp", "resnet", "rnn", "transformer")

@@ -4,7 +4,11 @@ each rung go on with eta times more, and nobody waits for a rung to fill up, so 
 free worker always has something to do.
 
 Rungs are the budgets min_budget * eta**k below max_budget, then max_budget itself
-(eta 3, 1 to 9 epochs: 1, 3, 9; 1 to 10 epochs: 1, 3, 9, 10).
+(eta 3, 1 to 9 epochs: 1, 3, 9; 1 to 10 epochs: 1, 3, 9, 10). Without a min_budget the
+bottom rung is max_budget / eta**k, at least 2 epochs where max_budget allows and at most
+eta**3 below it, because one epoch of a learning curve ranks configs poorly (27 epochs:
+3, 9, 27; 100 epochs: 3.7, 11.1, 33.3, 100; 9 epochs: 3, 9); see
+hyperband_native.default_min_budget.
 
 Two modes:
 
@@ -17,12 +21,14 @@ Two modes:
   ``should_stop`` prunes it at a rung's epoch when its loss there is not in the top 1/eta
   of the losses that rung has seen (itself included; the first one always goes on).
 
-New configs come from another strategy, the *sampler* (``random`` by default, or e.g.
-``bayesian``): the agent builds it from ``sampler`` and ``sampler_options`` and hands it
-in (``inner["sampler"]``), so ASHA never looks plugins up itself. It is told each config
-it proposed exactly once, under the id it proposed: in promotion mode the bottom-rung
-outcome (all at the same budget, so a model compares like with like, and no config
-appears twice at different fidelities); in stopping mode the trial's own outcome.
+New configs come from another strategy, the *sampler* (``tpe`` by default, a model fitted
+on the highest rung with enough results as in BOHB; or ``random``, ``bayesian``, ...): the
+agent builds it from ``sampler`` and ``sampler_options`` and hands it in
+(``inner["sampler"]``), so ASHA never looks plugins up itself. A sampler that models
+budgets (``uses_budgets``, like ``tpe``) is told every outcome with its budget, a
+promotion under its own id; any other is told each config it proposed exactly once,
+under the id it proposed: in promotion mode the bottom-rung outcome (all at the same
+budget, so a model compares like with like); in stopping mode the trial's own outcome.
 
 Resume by replay. The rebuilt strategy is told every finished trial in creation order;
 rung membership is keyed by config: a trial at rung k > 0 marks its config as promoted
@@ -47,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automl.errors import SpecError
 from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.strategies.hyperband_native import default_min_budget
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +61,11 @@ class ASHAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reduction_factor: float = Field(3, gt=1, description="eta: a rung keeps its best 1/eta, the next gets eta x the budget")
-    min_budget: float = Field(1, gt=0, description="epochs of the bottom rung")
+    min_budget: float | None = Field(None, gt=0, description="epochs of the bottom rung (default: at least 2 where "
+                                                             "max_budget allows, at most eta**3 below it)")
     max_budget: float | None = Field(None, gt=0, description="epochs of the top rung (default: the run's max_epochs)")
     mode: Literal["promotion", "stopping"] = "promotion"
-    sampler: str = Field("random", description="the strategy that proposes new configs")
+    sampler: str = Field("tpe", description="the strategy that proposes new configs")
     sampler_options: dict[str, Any] = Field(default_factory=dict, description="the sampler's own options")
 
     @field_validator("sampler")
@@ -115,13 +123,14 @@ class ASHAStrategy(Strategy):
         if top > max_budget:
             raise SpecError([("strategy.options.max_budget",
                               f"{top:g} epochs is more than the run's budget.max_epochs ({max_budget:g})")])
-        if opts.min_budget > top:
-            raise SpecError([("strategy.options.min_budget", f"{opts.min_budget:g} epochs is more than the top "
+        min_budget = opts.min_budget if opts.min_budget is not None else default_min_budget(top, opts.reduction_factor)
+        if min_budget > top:
+            raise SpecError([("strategy.options.min_budget", f"{min_budget:g} epochs is more than the top "
                                                              f"rung's {top:g}")])
         self.eta = opts.reduction_factor
         self.mode = opts.mode
         self.wants_history = self.mode == "stopping"  # the milestone losses of replayed trials
-        self.rungs = rung_budgets(opts.min_budget, top, self.eta)
+        self.rungs = rung_budgets(min_budget, top, self.eta)
         # per rung: promotion mode keys results by config (replay cannot see lineage), stopping mode by trial id
         self._results: list[dict[str, _Result]] = [{} for _ in self.rungs]
         self._promoted: list[set[str]] = [set() for _ in self.rungs]  # config keys sent on from each rung
@@ -130,6 +139,7 @@ class ASHAStrategy(Strategy):
         self._known: set[str] = set()  # every id asked, told or pending: never handed out again
         self._sampler: Strategy = self.inner["sampler"]
         self._sampler_ids: dict[str, str] = {}  # our id -> the sampler's, only where they had to differ
+        self._told_budgets = getattr(self._sampler, "uses_budgets", False)  # a sampler that models every rung
 
     # -- the contract --------------------------------------------------------------------------
     def ask(self) -> Suggestion | None:
@@ -161,7 +171,7 @@ class ASHAStrategy(Strategy):
             best = self._results[k].get(key)
             if best is None or result.loss < best.loss:
                 self._results[k][key] = result
-        if k == 0:
+        if k == 0 or self._told_budgets:
             self._tell_sampler(observation)
 
     def resume_pending(self, suggestion: Suggestion) -> None:

@@ -1,6 +1,15 @@
-"""Hyperband: keras-tuner's HyperbandOracle through kt_bridge.
+"""Hyperband, by `engine`:
 
-Brackets of successive halving, from the most aggressive one down: a bracket starts many
+* ``native`` (default): our own Hyperband (hyperband_native.py) with its new configs from a
+  sampler strategy, ``tpe`` by default (a model on the highest rung with enough results:
+  BOHB) or ``random``; iterations repeat as long as it is asked (``hyperband_iterations``
+  limits them); the bottom rung is ``min_budget`` epochs, by default at least 2 epochs
+  (where max_epochs allows) and at most factor**3 below max_epochs (one epoch of a learning
+  curve ranks configs poorly): 27 epochs -> 3, 9, 27; 100 -> 3.7, 11.1, 33.3, 100.
+* ``keras-tuner``: keras-tuner's HyperbandOracle through kt_bridge (random configs, one
+  iteration unless ``hyperband_iterations`` says more), described below.
+
+keras-tuner's engine: brackets of successive halving, from the most aggressive one down: a bracket starts many
 random configs on a small budget and promotes the best 1/factor of each round to `factor`
 times the budget, up to max_epochs (the run's max_budget). With factor 3 and 9 epochs:
 9 trials x 1 epoch -> 3 x 3 -> 1 x 9, then 5 x 3 -> 2 x 9, then 3 x 9. Budgets are
@@ -27,12 +36,16 @@ tried (their configs are not drawn again) but never promoted. Ids never repeat e
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from automl.strategies.base import Observation, Suggestion
+from automl.errors import SpecError
+from automl.strategies.base import Observation, Strategy, Suggestion
+from automl.strategies.hyperband_native import NativeHyperband, default_min_budget
 from automl.strategies.kt_bridge import RUNNING, OracleStrategy, from_kt_values, with_given_trials
+from automl.strategies.random import RandomStrategy
+from automl.strategies.tpe import TPEStrategy
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +53,81 @@ log = logging.getLogger(__name__)
 class HyperbandOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    engine: Literal["native", "keras-tuner"] = Field("native", description="native: our Hyperband, iterations "
+                                                     "repeated while budget is left, configs from the sampler; "
+                                                     "keras-tuner: its HyperbandOracle (random configs)")
     factor: int = Field(3, ge=2, description="reduction factor: a round keeps 1/factor of its trials and "
                                              "gives them factor times the budget")
-    hyperband_iterations: int = Field(1, ge=1, description="how many times the whole set of brackets is run")
+    hyperband_iterations: int | None = Field(None, ge=1, description="how many times the whole set of brackets "
+                                                                     "is run (default: native without end, "
+                                                                     "keras-tuner once)")
+    min_budget: float | None = Field(None, gt=0, description="epochs of the bottom rung (native; default: see "
+                                                             "hyperband_native.default_min_budget)")
+    sampler: str = Field("tpe", description="native: the strategy that proposes new configs")
+    sampler_options: dict[str, Any] = Field(default_factory=dict, description="the sampler's own options")
+
+    @model_validator(mode="after")
+    def _native_only(self) -> "HyperbandOptions":
+        if self.engine == "keras-tuner" and (self.min_budget is not None or self.sampler != "tpe"
+                                             or self.sampler_options):
+            raise ValueError("min_budget, sampler and sampler_options apply to engine 'native' only")
+        if self.sampler == "hyperband":
+            raise ValueError("hyperband cannot be its own sampler; use e.g. 'tpe' or 'random'")
+        return self
 
 
-class HyperbandStrategy(OracleStrategy):
+class HyperbandStrategy(Strategy):
+    """`hyperband`: the native engine (default) or keras-tuner's oracle, by `options.engine`."""
+
+    name = "hyperband"
+    Options = HyperbandOptions
+
+    @classmethod
+    def inner_strategies(cls, options: HyperbandOptions) -> Mapping[str, tuple[str, Mapping[str, Any]]]:
+        return {"sampler": (options.sampler, options.sampler_options)} if options.engine == "native" else {}
+
+    def __init__(self, space, **context):
+        super().__init__(space, **context)
+        opts = self.options
+        if opts.engine == "keras-tuner":
+            self._impl = KerasTunerHyperband(space, seed=self.seed, max_budget=self.max_budget, options=opts)
+            self._impl.workdir, self._impl.parallelism = self.workdir, self.parallelism
+            return
+        sampler = self.inner.get("sampler") or _default_sampler(self, opts)
+        min_budget = opts.min_budget if opts.min_budget is not None else default_min_budget(
+            float(self.max_budget), opts.factor)
+        if min_budget > self.max_budget:
+            raise SpecError([("strategy.options.min_budget", f"{min_budget:g} epochs is more than the run's "
+                                                             f"budget.max_epochs ({self.max_budget:g})")])
+        self._impl = NativeHyperband(self, sampler, opts.factor, min_budget, opts.hyperband_iterations)
+
+    def ask(self) -> Suggestion | None:
+        return self._impl.ask()
+
+    def tell(self, observation: Observation) -> None:
+        self._impl.tell(observation)
+
+    def resume_pending(self, suggestion: Suggestion) -> None:
+        self._impl.resume_pending(suggestion)
+
+    def is_finished(self) -> bool:
+        return self._impl.is_finished()
+
+
+def _default_sampler(owner: Strategy, opts: HyperbandOptions) -> Strategy:
+    """The sampler when none was handed in (a direct construction): tpe or random only."""
+    classes = {"tpe": TPEStrategy, "random": RandomStrategy}
+    if opts.sampler not in classes:
+        raise ValueError(f"hyperband needs its sampler {opts.sampler!r} handed in (inner={{'sampler': ...}}); "
+                         "build it with automl.strategy_builder.build_strategy")
+    cls = classes[opts.sampler]
+    return cls(owner.space, seed=owner.seed, max_budget=owner.max_budget,
+               options=cls.Options.model_validate(opts.sampler_options))
+
+
+class KerasTunerHyperband(OracleStrategy):
+    """keras-tuner's HyperbandOracle: `hyperband` with `engine: "keras-tuner"`."""
+
     name = "hyperband"
     Options = HyperbandOptions
 
@@ -57,7 +139,7 @@ class HyperbandStrategy(OracleStrategy):
     def _new_oracle(self, kt, **common):
         return with_given_trials(kt.oracles.HyperbandOracle)(
             max_epochs=max(1, int(self.max_budget)), factor=self.options.factor,
-            hyperband_iterations=self.options.hyperband_iterations, **common)
+            hyperband_iterations=self.options.hyperband_iterations or 1, **common)
 
     def _suggestion(self, trial_id: str, trial) -> Suggestion:
         values = trial.hyperparameters.values

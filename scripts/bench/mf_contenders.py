@@ -121,6 +121,8 @@ def _optuna(pruner_name: str) -> Callable:
         maxf = problem.max_fidelity
         if pruner_name == "hyperband":
             pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=maxf, reduction_factor=ETA)
+        elif pruner_name == "none":
+            pruner = optuna.pruners.NopPruner()
         else:
             pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA)
         # a fixed study name: HyperbandPruner assigns brackets by a hash of it (random by default)
@@ -190,17 +192,24 @@ def _keras_tuner(problem, seed: int, rec: Recorder) -> None:
 
 
 CONTENDERS: dict[str, tuple[Callable, str]] = {
-    "hyperband": (_ours("hyperband", {"factor": ETA, "hyperband_iterations": 10**6}),
-                  f"automl hyperband (keras-tuner's oracle via kt_bridge), factor {ETA}, brackets repeated; "
-                  "promotions resume (pay only the new epochs)"),
-    "asha": (_ours("asha", {"reduction_factor": ETA, "min_budget": 1, "mode": "promotion"}),
-             f"automl asha, promotion mode, eta {ETA}, min budget 1, random sampler; promotions resume"),
+    "hyperband": (_ours("hyperband", {"factor": ETA}),
+                  f"automl hyperband, native engine (defaults): factor {ETA}, tpe sampler (BOHB), default min "
+                  "budget, iterations repeated; promotions resume (pay only the new epochs)"),
+    "asha": (_ours("asha", {"reduction_factor": ETA, "mode": "promotion"}),
+             f"automl asha, promotion mode, eta {ETA}, tpe sampler and default min budget; promotions resume"),
+    "hyperband_kt": (_ours("hyperband", {"engine": "keras-tuner", "factor": ETA, "hyperband_iterations": 10**6}),
+                     f"automl hyperband, keras-tuner engine (keras-tuner's oracle via kt_bridge), factor {ETA}, "
+                     "brackets repeated; promotions resume"),
+    "asha_random": (_ours("asha", {"reduction_factor": ETA, "min_budget": 1, "mode": "promotion",
+                                   "sampler": "random"}),
+                    f"automl asha, promotion mode, eta {ETA}, min budget 1, random sampler; promotions resume"),
     "random": (_ours("random", {}), "automl random, every config at the full fidelity"),
     "optuna_tpe_hyperband": (_optuna("hyperband"),
                              f"Optuna TPE + HyperbandPruner(min_resource=1, max_resource=max, reduction_factor={ETA}),"
                              " one report per fidelity step"),
     "optuna_tpe_sh": (_optuna("sh"), f"Optuna TPE + SuccessiveHalvingPruner(min_resource=1, reduction_factor={ETA}),"
                                      " one report per fidelity step"),
+    "optuna_tpe": (_optuna("none"), "Optuna TPE without pruning: every trial trains all max-fidelity steps"),
     "keras_tuner_hyperband": (_keras_tuner, f"keras-tuner HyperbandOracle driven directly, factor {ETA}, "
                                             "pays tuner/epochs - tuner/initial_epoch"),
 }

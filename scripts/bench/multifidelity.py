@@ -7,8 +7,10 @@
 Problems (mf_problems.py): MF-Hartmann 3-D/6-D with good and bad fidelity correlation
 (mf-prior-bench's mfh3_good, mfh3_bad, mfh6_good, mfh6_bad) and tabular learning curves of
 torch MLPs on two scikit-learn datasets (a table built once and cached). Contenders
-(mf_contenders.py): automl hyperband, asha, random (full fidelity), Optuna TPE with
-HyperbandPruner and with SuccessiveHalvingPruner, keras-tuner's HyperbandOracle.
+(mf_contenders.py): automl hyperband and asha (defaults: tpe sampler, BOHB-style), the
+keras-tuner engine of hyperband and asha with a random sampler (the earlier defaults),
+random (full fidelity), Optuna TPE with HyperbandPruner, with SuccessiveHalvingPruner and
+without pruning, keras-tuner's HyperbandOracle.
 Each (problem, contender, seed) runs until its cumulative cost reaches budget-factor x the
 max fidelity. --quick: 2 seeds, budget factor 10, three problems with a small table.
 """
@@ -166,9 +168,11 @@ def main(argv=None) -> int:
         "Best full-fidelity evaluation: the lowest value among evaluations at the max fidelity, minus the "
         "optimum ('—' until one exists). Test regret (tables): the incumbent's test loss after the max "
         "epochs minus the lowest such test loss in the table (can be negative).",
-        "automl hyperband wraps keras-tuner's HyperbandOracle with the same seed mapping, so its trajectory is "
+        "automl hyperband_kt wraps keras-tuner's HyperbandOracle with the same seed mapping, so its trajectory is "
         "identical to keras_tuner_hyperband's (a check of the bridge; only the s/run differ).",
-        "Every contender uses reduction factor 3 and min fidelity 1; runs are sequential (one trial at a time); "
+        "Every contender uses reduction factor 3; min fidelity 1, except automl hyperband and asha, which use "
+        "their default bottom rung (100 / 27 for MF-Hartmann, 3 of 27 epochs for the tables); runs are "
+        "sequential (one trial at a time); "
         "hyperband brackets repeat until the cost cap. Each run stops at the first evaluation that takes the "
         "cost to the cap or beyond.",
         "The MF-Hartmann functions are reimplemented from mf-prior-bench 1.10 (identical values, checked "

@@ -19,6 +19,9 @@ SPACE = SearchSpace((Float("x", 0.0, 1.0), Choice("kind", ("a", "b"))))
 
 
 def make(tmp_path=None, run_budget=9.0, registry=None, **options) -> ASHAStrategy:
+    """ASHA with the pre-model settings these tests were written for (bottom rung 1 epoch,
+    random sampler) unless `options` say otherwise."""
+    options = {"min_budget": 1, "sampler": "random", **options}
     return build_strategy(ASHAStrategy, options, StrategySetup(SPACE, 0, run_budget, tmp_path, parallelism=4),
                           registry=registry)
 
