@@ -9,7 +9,7 @@ Each run is its own process (imports and state never leak between tools).
 
 Tools and what they search (max 30 epochs per trial, early stopping patience 6 on the validation
 accuracy everywhere; families: mlp on breast_cancer, mlp + cnn on digits):
-  automl-bayesian / automl-random: `automl run` on a generated spec, max_time = budget,
+  automl-auto / automl-bayesian / automl-random: `automl run` on a generated spec, max_time = budget,
       max_trials 100000, the agent's own space for the families (optimizer adam/adamw/sgd(/lbfgs on
       small tables), lr, momentum, nesterov, weight decay, batch size, lr schedule, grad clip, plus
       the family's parameters), processes isolation, TensorBoard, checkpoints, then refit + ensemble.
@@ -61,7 +61,7 @@ from benchlib import markdown_table, plot, summary, write_results  # noqa: E402
 DATASETS = {"digits": "sklearn:digits", "breast_cancer": "sklearn:breast_cancer"}
 FAMILIES = {"digits": ("mlp", "cnn"), "breast_cancer": ("mlp",)}
 DEFAULT_TARGETS = {"digits": 0.97, "breast_cancer": 0.96}
-TOOLS = ("automl-bayesian", "automl-random", "optuna", "kerastuner")
+TOOLS = ("automl-auto", "automl-bayesian", "automl-random", "optuna", "kerastuner")
 MAX_EPOCHS, PATIENCE = 30, 6
 SPLIT = {"validation": 0.2, "test": 0.2}
 
