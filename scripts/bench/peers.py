@@ -393,6 +393,8 @@ def prepare(names) -> None:
         from automl.strategies.kt_bridge import import_keras_tuner
 
         import_keras_tuner()
+    if "automl:bayesian" in names:  # its default engine's Gaussian process
+        import botorch  # noqa: F401
     logging.getLogger("optuna").setLevel(logging.WARNING)
 
 

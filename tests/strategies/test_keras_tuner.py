@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from automl.space import Choice, Condition, Float, Int, SearchSpace
 from automl.strategies.base import Observation, Status
 from automl.strategies.bayesian import BayesianStrategy, _lean_gpr_class
-from automl.strategies.hyperband import HyperbandStrategy
+from automl.strategies.hyperband import HyperbandStrategy, KerasTunerHyperband
 from automl.strategies.kt_bridge import (attach_project, from_kt_values, import_keras_tuner, to_hyperparameters,
                                          to_kt_values)
 from automl.strategies.random import RandomStrategy
@@ -92,7 +92,7 @@ def test_keras_tuner_values_come_back_inside_the_space():
 
 
 def test_keras_tuner_draws_come_back_inside_the_space():
-    options = BayesianStrategy.Options(num_initial_points=50)
+    options = BayesianStrategy.Options(engine="keras-tuner", num_initial_points=50)
     strategy = BayesianStrategy(EVERY_KIND, seed=3, max_budget=1, options=options)
     seen = set()
     for suggestion, _ in run(strategy, 40, loss=lambda c, b, m: len(c)):
@@ -127,11 +127,11 @@ def test_lean_gp_predicts_what_scikit_learn_predicts():
 
 def test_bayesian_conforms():
     # the Gaussian process costs about 0.3 s a suggestion: keep most of the 24 trials random
-    check_strategy(BayesianStrategy, {"num_initial_points": 16})
+    check_strategy(BayesianStrategy, {"engine": "keras-tuner", "num_initial_points": 16})
 
 
 def test_hyperband_conforms():
-    check_strategy(HyperbandStrategy)
+    check_strategy(HyperbandStrategy, {"engine": "keras-tuner"})
 
 
 def test_importing_the_strategies_does_not_import_keras():
@@ -146,6 +146,8 @@ def test_options_are_checked():
     with pytest.raises(ValidationError):
         HyperbandStrategy.Options(factor=1)
     assert HyperbandStrategy.Options().factor == 3
+    with pytest.raises(ValidationError):  # the sampler and min_budget are the native engine's
+        HyperbandStrategy.Options(engine="keras-tuner", min_budget=2)
 
 
 # -- bayesian --------------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def quadratic(config, budget, max_budget):
 def test_bayesian_beats_random_on_a_quadratic():
     best = {"bayesian": [], "random": []}
     for seed in range(3):
-        options = BayesianStrategy.Options(num_initial_points=4)
+        options = BayesianStrategy.Options(engine="keras-tuner", num_initial_points=4)
         bayes = [o.loss for _, o in run(BayesianStrategy(QUADRATIC, seed=seed, max_budget=1, options=options), 14,
                                         loss=quadratic)]
         assert min(bayes[4:]) < min(bayes[:4])  # the GP improved on its random start
@@ -173,19 +175,21 @@ def test_bayesian_beats_random_on_a_quadratic():
 
 def test_nearby_seeds_draw_unrelated_configs():
     # keras-tuner seeds its n-th draw with seed + n: seeds 0 and 1 would share all but one value
-    drawn = [{v for s, _ in run(HyperbandStrategy(QUADRATIC, seed=seed, max_budget=1), 5, loss=quadratic)
+    drawn = [{v for s, _ in run(KerasTunerHyperband(QUADRATIC, seed=seed, max_budget=1), 5, loss=quadratic)
               for v in s.config.values()} for seed in (0, 1)]
     assert not drawn[0] & drawn[1]
 
 
 def test_bayesian_finishes_when_the_space_is_exhausted():
-    strategy = BayesianStrategy(SearchSpace((Choice("c", ("a", "b")),)), seed=0, max_budget=1)
+    strategy = BayesianStrategy(SearchSpace((Choice("c", ("a", "b")),)), seed=0, max_budget=1,
+                                options=BayesianStrategy.Options(engine="keras-tuner"))
     configs = [s.config["c"] for s, _ in run(strategy, 5, loss=lambda c, b, m: 1.0)]
     assert sorted(configs) == ["a", "b"] and strategy.is_finished()
 
 
 def test_bayesian_handles_pending_trials_and_failures(tmp_path):
-    strategy = BayesianStrategy(QUADRATIC, seed=0, max_budget=5, options=BayesianStrategy.Options(num_initial_points=3))
+    options = BayesianStrategy.Options(engine="keras-tuner", num_initial_points=3)
+    strategy = BayesianStrategy(QUADRATIC, seed=0, max_budget=5, options=options)
     strategy.workdir = tmp_path
     first = [strategy.ask() for _ in range(3)]
     strategy.tell(Observation(first[0].trial_id, Status.FAILED, None, first[0].config))
@@ -203,7 +207,7 @@ def test_bayesian_handles_pending_trials_and_failures(tmp_path):
 
 
 def test_bayesian_replay_continues_the_random_phase_exactly(tmp_path):
-    options = BayesianStrategy.Options(num_initial_points=40)
+    options = BayesianStrategy.Options(engine="keras-tuner", num_initial_points=40)
     uninterrupted = run(BayesianStrategy(MIXED_SPACE, seed=5, max_budget=9, options=options), 30)
     stopped = run(BayesianStrategy(MIXED_SPACE, seed=5, max_budget=9, options=options), 25)
     resumed = BayesianStrategy(MIXED_SPACE, seed=5, max_budget=9, options=options)
@@ -223,7 +227,7 @@ def test_bayesian_replay_continues_the_random_phase_exactly(tmp_path):
 
 
 def test_bayesian_replay_feeds_the_gaussian_process():
-    options = BayesianStrategy.Options(num_initial_points=5)
+    options = BayesianStrategy.Options(engine="keras-tuner", num_initial_points=5)
     history = run(RandomStrategy(QUADRATIC, seed=1, max_budget=1), 8, loss=quadratic)
     resumed = BayesianStrategy(QUADRATIC, seed=1, max_budget=1, options=options)
     for _, observation in history:
@@ -236,7 +240,7 @@ def test_bayesian_replay_feeds_the_gaussian_process():
 # -- hyperband -------------------------------------------------------------------------------------
 
 def test_hyperband_budgets_follow_the_ladder_and_promotions_resume(tmp_path):
-    strategy = HyperbandStrategy(MIXED_SPACE, seed=0, max_budget=9)
+    strategy = KerasTunerHyperband(MIXED_SPACE, seed=0, max_budget=9)
     history = run(strategy, 100, workdir=tmp_path)
     assert strategy.is_finished() and strategy.ask() is None
     budgets = [s.budget for s, _ in history]
@@ -255,13 +259,14 @@ def test_hyperband_budgets_follow_the_ladder_and_promotions_resume(tmp_path):
 
 
 def test_without_a_workdir_files_go_to_a_temporary_folder():
-    strategy = HyperbandStrategy(MIXED_SPACE, seed=0, max_budget=9)
+    strategy = KerasTunerHyperband(MIXED_SPACE, seed=0, max_budget=9)
     assert strategy.ask() is not None
     assert (Path(strategy._tmp.name) / "keras_tuner" / "oracle.json").is_file()
 
 
 def test_hyperband_waits_for_results_and_then_finishes():
-    strategy = HyperbandStrategy(MIXED_SPACE, seed=0, max_budget=3, options=HyperbandStrategy.Options(factor=3))
+    options = HyperbandStrategy.Options(engine="keras-tuner", factor=3)
+    strategy = KerasTunerHyperband(MIXED_SPACE, seed=0, max_budget=3, options=options)
     pending = []
     while (suggestion := strategy.ask()) is not None:
         pending.append(suggestion)
@@ -274,9 +279,9 @@ def test_hyperband_waits_for_results_and_then_finishes():
 
 def test_hyperband_replay_recreates_its_brackets(tmp_path):
     failing = lambda index: Status.FAILED if index == 4 else Status.COMPLETE
-    uninterrupted = run(HyperbandStrategy(MIXED_SPACE, seed=2, max_budget=9), 100, status=failing)
-    stopped = run(HyperbandStrategy(MIXED_SPACE, seed=2, max_budget=9), 11, status=failing)
-    resumed = HyperbandStrategy(MIXED_SPACE, seed=2, max_budget=9)
+    uninterrupted = run(KerasTunerHyperband(MIXED_SPACE, seed=2, max_budget=9), 100, status=failing)
+    stopped = run(KerasTunerHyperband(MIXED_SPACE, seed=2, max_budget=9), 11, status=failing)
+    resumed = KerasTunerHyperband(MIXED_SPACE, seed=2, max_budget=9)
     resumed.workdir = tmp_path
     for _, observation in stopped[:-1]:
         resumed.tell(observation)
@@ -291,7 +296,7 @@ def test_hyperband_replay_recreates_its_brackets(tmp_path):
 
 def test_hyperband_replay_of_a_parallel_run_goes_on(caplog):
     """Trials finished in reverse order: the oracle cannot recreate them all, the run still goes on."""
-    strategy = HyperbandStrategy(MIXED_SPACE, seed=4, max_budget=9)
+    strategy = KerasTunerHyperband(MIXED_SPACE, seed=4, max_budget=9)
     history, pending = [], []
     while len(history) < 20:
         while len(pending) < 4 and (suggestion := strategy.ask()) is not None:
@@ -303,7 +308,7 @@ def test_hyperband_replay_of_a_parallel_run_goes_on(caplog):
         history.append((suggestion, observation))
     created = sorted([s for s, _ in history] + pending, key=lambda s: s.trial_id)  # the database's order
     told = {s.trial_id: o for s, o in history}
-    resumed = HyperbandStrategy(MIXED_SPACE, seed=4, max_budget=9)
+    resumed = KerasTunerHyperband(MIXED_SPACE, seed=4, max_budget=9)
     with caplog.at_level("INFO", logger="automl.strategies.hyperband"):
         for suggestion in created:
             if suggestion.trial_id in told:
