@@ -62,23 +62,25 @@ def optimize(objective: Objective, space: SearchSpace, strategy: str | type[Stra
     database is kept there and a second call with the same space resumes from it.
     `strategy="auto"` picks one from the budget and the space, as `automl run` does."""
     registry = discover([Path(p) for p in plugins_dirs])
-    if strategy == AUTO:
-        if options:
-            raise ValueError("strategy 'auto' picks its own options; name a strategy to pass options")
-        facts = SearchFacts.of(space, max_trials=max_trials, max_time=max_time, max_epochs=max_budget, workers=workers)
-        choice = choose_strategy(facts, registry.names("strategies"))
-        strategy, options = choice.name, choice.options
-    cls, label = _strategy_class(strategy, registry)
+    if strategy == AUTO and options:
+        raise ValueError("strategy 'auto' picks its own options; name a strategy to pass options")
     with tempfile.TemporaryDirectory(prefix="automl-optimize-") as scratch:
         folder = Path(storage) if storage is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        instance = build_strategy(cls, options, StrategySetup(space, seed, float(max_budget), folder / "strategy",
-                                                              workers), registry=registry)
         store = TrialStore(folder / TrialStore.FILENAME)
         try:
             known = store.get_meta("space")
             if known is not None and known != space.to_dict():
                 raise RunDirError(f"{folder} holds a search over another space; use a new storage folder")
+            if strategy == AUTO:  # chosen once per storage: a resumed search keeps the strategy that began it
+                choice = store.get_meta("strategy") or choose_strategy(SearchFacts.of(
+                    space, max_trials=max_trials, max_time=max_time, max_epochs=max_budget, workers=workers),
+                    registry.names("strategies")).to_dict()
+                store.set_meta("strategy", choice)
+                strategy, options = choice["name"], choice["options"]
+            cls, label = _strategy_class(strategy, registry)
+            instance = build_strategy(cls, options, StrategySetup(space, seed, float(max_budget), folder / "strategy",
+                                                                  workers), registry=registry)
             store.set_meta("space", space.to_dict())
             store.set_meta("metric", metric)
             store.set_meta("direction", direction)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import math
 
+import shutil
+import sqlite3
+
 import pytest
 
 from automl import optimize
@@ -83,3 +86,17 @@ def test_auto_picks_a_strategy_for_the_budget():
     assert len(result.trials) == 4  # 4 trials: no model would be fitted, random search runs them
     with pytest.raises(ValueError, match="picks its own options"):
         optimize(quadratic, SPACE, strategy="auto", options={"x": 1}, max_trials=2)
+
+
+def test_auto_killed_and_resumed_suggests_what_an_uninterrupted_search_did(tmp_path):
+    whole = optimize(quadratic, SPACE, strategy="auto", max_trials=8, seed=3, storage=tmp_path / "whole")
+    # what a kill after the fifth trial leaves: the database with the first five
+    shutil.copytree(tmp_path / "whole", tmp_path / "killed")
+    with sqlite3.connect(tmp_path / "killed" / "trials.db") as db:
+        db.execute("DELETE FROM trials WHERE seq >= 5")
+    resumed = optimize(quadratic, SPACE, strategy="auto", max_trials=8, seed=3, storage=tmp_path / "killed")
+    assert [t.config for t in resumed.trials] == [t.config for t in whole.trials]
+    # a larger budget on resume keeps the strategy that began the search, not the one it would pick now
+    optimize(quadratic, SPACE, strategy="auto", max_trials=3, seed=3, storage=tmp_path / "small")
+    grown = optimize(quadratic, SPACE, strategy="auto", max_trials=8, seed=3, storage=tmp_path / "small")
+    assert grown.trials[-1].config == optimize(quadratic, SPACE, strategy="random", max_trials=8, seed=3).trials[-1].config
