@@ -15,7 +15,7 @@ from typing import Any, Callable, Collection, Mapping
 from automl.space import Choice, SearchSpace
 
 AUTO = "auto"
-MIN_LADDER_EPOCHS = 9  # rungs at 3 and 9 epochs over a first rung of 1: a ladder worth climbing (eta 3)
+MIN_LADDER_EPOCHS = 9  # rungs at 3 and 9 epochs (eta 3, a bottom rung of at least 2): a screening at a third of the cost
 MIN_MULTI_FIDELITY_TRIALS = 30  # below this a rung ladder keeps too few configurations to promote from
 MAX_GP_TRIALS = 200  # past this the GP's cost per ask grows (cubic in trials); CMA-ES scales
 

@@ -569,7 +569,7 @@ def report(args, targets, runs) -> None:
 
 def draw(plt, args, targets, runs):
     fig, axes = plt.subplots(1, len(args.datasets), figsize=(6 * len(args.datasets), 4), squeeze=False)
-    colors = dict(zip(TOOLS, ("tab:blue", "tab:cyan", "tab:orange", "tab:green")))
+    colors = dict(zip(TOOLS, ("tab:purple", "tab:blue", "tab:cyan", "tab:orange", "tab:green")))
     for ax, dataset in zip(axes[0], args.datasets):
         for tool in args.tools:
             for i, r in enumerate(r for r in runs if r["dataset"] == dataset and r["tool"] == tool and not r["error"]):

@@ -346,6 +346,7 @@ CONTENDERS: dict[str, Factory] = {
     "automl:evolutionary": lambda space, seed, budget: AutomlOptimizer("automl:evolutionary", "evolutionary", space,
                                                                        seed, {"budget": int(budget)}),
     "automl:grid": lambda space, seed, budget: AutomlOptimizer("automl:grid", "grid", space, seed, {}),
+    "automl:tpe": lambda space, seed, budget: AutomlOptimizer("automl:tpe", "tpe", space, seed, {}),
     "optuna:random": lambda space, seed, budget: OptunaOptimizer("optuna:random", "random", space, seed),
     "optuna:tpe": lambda space, seed, budget: OptunaOptimizer("optuna:tpe", "tpe", space, seed),
     "optuna:gp": lambda space, seed, budget: OptunaOptimizer("optuna:gp", "gp", space, seed),
