@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from automl.errors import PluginError
+from automl.files import finite_number
 from automl.execution.base import TrialEvent, TrialRequest
 from automl.reporting.base import RunObserver
 from automl.space import SearchSpace
@@ -79,9 +80,8 @@ def epoch_losses(history: Sequence[Mapping[str, Any]], metric: str, direction: s
     """The loss after each recorded epoch (inf where the metric was not finite), epoch 1 first."""
     losses = []
     for row in history:
-        value = row.get(metric)
-        finite = isinstance(value, (int, float)) and math.isfinite(value)
-        losses.append(to_loss(value, direction) if finite else math.inf)
+        value = finite_number(row.get(metric))
+        losses.append(to_loss(value, direction) if value is not None else math.inf)
     return tuple(losses)
 
 

@@ -118,12 +118,3 @@ def _build_inner(cls: type[Strategy], options: BaseModel, setup: StrategySetup, 
             setup.space, setup.seed, setup.max_budget, workdir, setup.parallelism), registry=registry,
             options_path=f"{options_path}.{role}_options")
     return inner
-
-
-def build_named(name: str, options: Mapping[str, Any] | BaseModel | None, setup: StrategySetup,
-                registry: "Registry") -> Strategy:
-    """The strategy registered as `name`; an unknown name is a SpecError at `strategy.name`."""
-    if name not in registry.names("strategies"):
-        known = ", ".join(registry.names("strategies"))
-        raise SpecError([("strategy.name", f"no strategy named {name!r}; known: {known}")])
-    return build_strategy(registry.strategy(name), options, setup, registry=registry)

@@ -8,8 +8,7 @@ from automl.errors import PluginError, SpecError
 from automl.space import Float, SearchSpace
 from automl.strategies import Strategy, Suggestion
 from automl.strategies.random import RandomStrategy
-from automl.strategy_builder import StrategySetup, build_named, build_strategy
-from automl.plugins import discover
+from automl.strategy_builder import StrategySetup, build_strategy
 
 SPACE = SearchSpace((Float("x", 0.0, 1.0),))
 
@@ -61,11 +60,6 @@ def test_a_plugin_for_a_newer_contract_gets_a_clear_error():
 def test_bad_options_name_their_field():
     with pytest.raises(SpecError, match=r"strategy.options.stepp"):
         build_strategy(VersionOne, {"stepp": 1}, StrategySetup(SPACE, 0, 1.0))
-
-
-def test_an_unknown_name_is_a_spec_error_that_lists_the_known_ones():
-    with pytest.raises(SpecError, match=r"strategy.name: no strategy named 'nope'; known: .*random"):
-        build_named("nope", {}, StrategySetup(SPACE, 0, 1.0), discover())
 
 
 def test_inner_strategies_need_a_constructor_that_takes_them():
