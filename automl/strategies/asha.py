@@ -52,7 +52,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automl.errors import SpecError
-from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.strategies.base import Observation, Status, Strategy, Suggestion, claim_id
 from automl.strategies.hyperband_native import default_min_budget
 
 log = logging.getLogger(__name__)
@@ -210,18 +210,10 @@ class ASHAStrategy(Strategy):
     def _promote(self, k: int, key: str, result: _Result) -> Suggestion:
         self._promoted[k].add(key)
         root = self._results[0].get(key, result).trial_id
-        trial_id = self._claim(f"{root}-r{k + 1}")  # the id shows the lineage: 0007, 0007-r1, 0007-r2
+        trial_id = claim_id(self._known, f"{root}-r{k + 1}")  # the id shows the lineage: 0007, 0007-r1, 0007-r2
         log.debug("asha: promoting %s (loss %.4g) to rung %d (%g epochs) as %s", result.trial_id, result.loss, k + 1,
                   self.rungs[k + 1], trial_id)
         return Suggestion(trial_id, dict(result.config), budget=self.rungs[k + 1], resume_from=result.trial_id)
-
-    def _claim(self, base: str) -> str:
-        trial_id, n = base, 0
-        while trial_id in self._known:
-            n += 1
-            trial_id = f"{base}.{n}"
-        self._known.add(trial_id)
-        return trial_id
 
     def _rung_of(self, budget: float | None) -> int | None:
         budget = self.max_budget if budget is None else budget
@@ -232,7 +224,7 @@ class ASHAStrategy(Strategy):
         proposal = self._sampler.ask()
         if proposal is None:  # the sampler waits for results or has nothing left
             return None
-        trial_id = self._claim(proposal.trial_id)  # keep its id, so a replayed sampler is told ids it knows
+        trial_id = claim_id(self._known, proposal.trial_id)  # keep its id, so a replayed sampler is told ids it knows
         if trial_id != proposal.trial_id:
             self._sampler_ids[trial_id] = proposal.trial_id
         return Suggestion(trial_id, dict(proposal.config), budget=budget)

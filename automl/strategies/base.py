@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from automl.records import Observation, Status, Suggestion
 from automl.space import SearchSpace
 
-__all__ = ["STRATEGY_API", "NoOptions", "Observation", "Status", "Strategy", "Suggestion", "TrialIds"]
+__all__ = ["STRATEGY_API", "NoOptions", "claim_id", "Observation", "Status", "Strategy", "Suggestion", "TrialIds"]
 
 
 class TrialIds:
@@ -40,6 +40,17 @@ class TrialIds:
         trial_id = f"{self.prefix}{self.index:04d}"
         self.known.add(trial_id)
         return trial_id
+
+
+def claim_id(known: set[str], base: str) -> str:
+    """`base`, or `base.1`, `base.2`, ...: the first not in `known`, which it joins. For ids
+    that show a lineage (a promotion `0007-r1`) and must still never repeat."""
+    trial_id, n = base, 0
+    while trial_id in known:
+        n += 1
+        trial_id = f"{base}.{n}"
+    known.add(trial_id)
+    return trial_id
 
 
 class NoOptions(BaseModel):

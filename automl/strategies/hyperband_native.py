@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from automl.strategies.base import Observation, Status, Strategy, Suggestion
+from automl.strategies.base import Observation, Status, Strategy, Suggestion, claim_id
 from automl.strategies.tpe import config_key
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class NativeHyperband:
                 key = config_key(parent.config)
                 bracket.promoted[i].add(key)
                 root = re.sub(r"-r\d+(\.\d+)?$", "", parent.trial_id)
-                trial_id = self._claim(f"{root}-r{i + 1}")
+                trial_id = claim_id(self._known, f"{root}-r{i + 1}")
                 self._add(bracket, i + 1, trial_id, parent.config)
                 return Suggestion(trial_id, dict(parent.config), budget=bracket.budgets[i + 1],
                                   resume_from=parent.trial_id)
@@ -159,7 +159,7 @@ class NativeHyperband:
             proposal = self.sampler.ask()
             if proposal is None:
                 return None
-            trial_id = self._claim(f"b{bracket.index}-{proposal.trial_id}")
+            trial_id = claim_id(self._known, f"b{bracket.index}-{proposal.trial_id}")
             config = dict(proposal.config)
             if config_key(config) in bracket.rungs[0]:  # a repeat within the bracket runs outside it
                 return Suggestion(trial_id, config, budget=bracket.budgets[0])
@@ -172,14 +172,6 @@ class NativeHyperband:
         self._seq += 1
         bracket.rungs[rung][config_key(config)] = trial
         return trial
-
-    def _claim(self, base: str) -> str:
-        trial_id, n = base, 0
-        while trial_id in self._known:
-            n += 1
-            trial_id = f"{base}.{n}"
-        self._known.add(trial_id)
-        return trial_id
 
     # -- tell and replay ---------------------------------------------------------------------------
     def _locate(self, trial_id: str, config: Mapping[str, Any],
