@@ -43,7 +43,6 @@ better loss); a trial whose budget is not on the ladder is ignored.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automl.errors import SpecError
-from automl.strategies.base import Observation, Status, Strategy, Suggestion, claim_id
+from automl.strategies.base import Observation, Status, Strategy, Suggestion, claim_id, config_key
 from automl.strategies.hyperband_native import default_min_budget
 
 log = logging.getLogger(__name__)
@@ -93,11 +92,6 @@ def rung_budgets(min_budget: float, max_budget: float, eta: float) -> list[float
         budgets.append(budget)
         budget *= eta
     return budgets + [max_budget]
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    """A config as a string that survives the trip through the database (JSON)."""
-    return json.dumps(dict(config), sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
 def _as_loss(value: float) -> float:

@@ -8,6 +8,7 @@ suggested, so an Observation carries the config and budget it was run with.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from automl.records import Observation, Status, Suggestion
 from automl.space import SearchSpace
 
-__all__ = ["STRATEGY_API", "NoOptions", "claim_id", "Observation", "Status", "Strategy", "Suggestion", "TrialIds"]
+__all__ = ["STRATEGY_API", "NoOptions", "claim_id", "config_key", "Observation", "Status", "Strategy", "Suggestion", "TrialIds"]
 
 
 class TrialIds:
@@ -40,6 +41,12 @@ class TrialIds:
         trial_id = f"{self.prefix}{self.index:04d}"
         self.known.add(trial_id)
         return trial_id
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A config as a string that survives the trip through the database (JSON): a key for
+    "the same configuration" in rungs and in sets of configurations already tried."""
+    return json.dumps(dict(config), sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
 def claim_id(known: set[str], base: str) -> str:

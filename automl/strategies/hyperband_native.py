@@ -30,8 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from automl.strategies.base import Observation, Status, Strategy, Suggestion, claim_id
-from automl.strategies.tpe import config_key
+from automl.strategies.base import Observation, Status, Strategy, Suggestion, claim_id, config_key
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ so a fresh instance told the same trials continues exactly where the last one st
 """
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Mapping
 
@@ -37,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from automl.space import Choice
-from automl.strategies.base import Observation, Status, Strategy, Suggestion, TrialIds
+from automl.strategies.base import Observation, Status, Strategy, Suggestion, TrialIds, config_key
 
 
 class TPEOptions(BaseModel):
@@ -55,11 +54,6 @@ class TPEOptions(BaseModel):
                                                        "many points")
     multivariate: bool = Field(True, description="one joint kernel per point (BOHB); False: independent "
                                                  "dimensions (Optuna's default TPE)")
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    """A config as a string that survives the trip through the database (JSON)."""
-    return json.dumps(dict(config), sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
 class _Density:
