@@ -146,6 +146,8 @@ class SearchLoop:
         self._running: dict[str, TrialRequest] = {}
         self._failures_in_a_row = 0
         self._started_at: dict[str, float] = {}  # trial id -> first start, for epoch timings
+        # a rung-ladder strategy's trials train part of max_budget: max_trials counts full trainings
+        self.counts_full_trainings = bool(getattr(strategy, "partial_trials", False))
 
     def elapsed(self) -> float:
         return self.prior_elapsed + time.time() - self.start_time
@@ -256,6 +258,13 @@ class SearchLoop:
     def _out_of_time(self) -> bool:
         return self.limits.max_time is not None and self.elapsed() >= self.limits.max_time
 
+    def trials_used(self, counts: Mapping[str, int]) -> float:
+        """What max_trials counts: trials, or full trainings for a rung-ladder strategy (a new
+        trial may start while less than max_trials is used, so the last one may go past it)."""
+        if self.counts_full_trainings:
+            return self.store.full_trainings(self.limits.max_budget)
+        return counts["total"]
+
     def budget_left(self) -> SearchEnd | None:
         """Why no new trial may start, or None."""
         limits = self.limits
@@ -263,8 +272,9 @@ class SearchLoop:
             return SearchEnd(StopCause.CONSECUTIVE_FAILURES,
                              f"max_consecutive_failures ({limits.max_consecutive_failures}) trials failed in a row")
         counts = self.store.counts()
-        if limits.max_trials is not None and counts["total"] >= limits.max_trials:
-            return SearchEnd(StopCause.MAX_TRIALS, f"max_trials ({limits.max_trials}) reached")
+        if limits.max_trials is not None and self.trials_used(counts) >= limits.max_trials - 1e-9:
+            unit = " full trainings" if self.counts_full_trainings else ""
+            return SearchEnd(StopCause.MAX_TRIALS, f"max_trials ({limits.max_trials}{unit}) reached")
         if limits.max_time is not None and self.elapsed() >= limits.max_time:
             return SearchEnd(StopCause.MAX_TIME, f"max_time ({limits.max_time:g} s) reached")
         if counts.get("FAILED", 0) >= limits.max_failed:

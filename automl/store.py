@@ -326,6 +326,19 @@ class TrialStore:
         counts["total"] = sum(n for _, n in rows)
         return counts
 
+    def full_trainings(self, max_budget: float) -> float:
+        """The work of every trial in full trainings of `max_budget` epochs: a finished trial counts
+        the epochs it trained (its budget when it recorded none: an `optimize` objective, a trial that
+        failed at once), one still to run its budget, each less the epochs it continues from."""
+        rows = self._read("SELECT t.budget, t.status, t.epochs, p.budget, p.epochs FROM trials t "
+                          "LEFT JOIN trials p ON p.trial_id = t.resume_from")
+        epochs = 0.0
+        for budget, status, trained, parent_budget, parent_epochs in rows:
+            end = trained if Status(status).finished and trained else (budget or max_budget)
+            start = parent_epochs or parent_budget or 0
+            epochs += max(0.0, end - start)
+        return epochs / max_budget
+
     _COLUMNS = ("trial_id, seq, family, config, budget, resume_from, status, loss, metrics, epochs, reason, error, "
                 "worker, created_at, started_at, finished_at")
 

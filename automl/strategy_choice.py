@@ -9,6 +9,7 @@ with the strategy it started with (resume by replay stays exact).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Mapping
 
@@ -108,3 +109,18 @@ def choose_strategy(facts: SearchFacts, available: Collection[str]) -> StrategyC
         if rule.name in available and rule.applies(facts):
             return StrategyChoice(rule.name, dict(rule.options(facts)), rule.reason(facts), chosen_by=AUTO)
     return StrategyChoice("random", {}, "no other strategy is installed", chosen_by=AUTO)
+
+
+def trial_budget_note(strategy, max_trials: int | None, max_epochs: float) -> tuple[str, bool]:
+    """How max_trials counts for this (built) strategy, in one sentence, and whether it is too
+    small for the strategy's first round ("" when max_trials counts plain trials)."""
+    if max_trials is None or not getattr(strategy, "partial_trials", False):
+        return "", False
+    note = (f"max_trials {max_trials} counts full trainings for {strategy.name}: its trials train part of the "
+            f"{max_epochs:g} epochs, so the search spends {max_trials * max_epochs:g} epochs in all")
+    per_round = strategy.full_trainings_per_round()
+    if per_round is None or max_trials >= per_round:
+        return note, False
+    needed = math.ceil(per_round - 1e-9)
+    return (note + f"; but its first round of rungs alone takes {per_round:.1f} full trainings, so no configuration "
+                   f"would train all {max_epochs:g} epochs: set max_trials to at least {needed}"), True

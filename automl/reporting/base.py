@@ -13,6 +13,7 @@ from automl.store import TrialRecord
 class RunObserver:
     def run_started(self, info: Mapping[str, Any]) -> None:
         """info: name, metric, direction, strategy, families (list), max_trials (int | None),
+        trials_unit ("trials", or "full trainings" for a rung-ladder strategy: what max_trials counts),
         max_time (s | None), max_epochs, device, workers, already_finished (trials replayed on resume)."""
 
     def trial_started(self, trial_id: str, config: Mapping[str, Any], budget: float | None) -> None:

@@ -69,6 +69,8 @@ class _Progress:
 
     def budget(self) -> str:
         max_trials = self.info.get("max_trials")
+        if max_trials is not None and self.info.get("trials_unit") == "full trainings":  # partial trials: no bar
+            return f"{self.n_finished} (budget: {max_trials} full trainings)"
         return f"{self.n_finished}/{max_trials if max_trials is not None else '-'}"
 
     def metric_of(self, metrics: Mapping[str, Any] | None) -> Any:
@@ -106,7 +108,8 @@ class RichConsoleObserver(RunObserver):
             head.add_column(style="bold")
             head.add_column()
             max_trials = s.info.get("max_trials")
-            bar = ProgressBar(total=max_trials, completed=s.n_finished, width=30) if max_trials else ""
+            counted = max_trials and s.info.get("trials_unit") != "full trainings"
+            bar = ProgressBar(total=max_trials, completed=s.n_finished, width=30) if counted else ""
             head.add_row("trials", Group(s.budget(), bar) if bar else s.budget())
             head.add_row("best", s.best_text())
             time_text = f"{_duration(s.elapsed)} elapsed"
@@ -178,8 +181,8 @@ class LogConsoleObserver(RunObserver):
 
     def run_started(self, info: Mapping[str, Any]) -> None:
         self._state.start(info)
-        limits = [f"{info[k]}{unit}" for k, unit in (("max_trials", " trials"), ("max_time", "s"))
-                  if info.get(k) is not None]
+        limits = [f"{info[k]}{unit}" for k, unit in (("max_trials", f" {info.get('trials_unit') or 'trials'}"),
+                                                     ("max_time", "s")) if info.get(k) is not None]
         self._emit(f"run {info.get('name', '')} started: strategy={info.get('strategy')} "
                    f"metric={info.get('metric')} ({info.get('direction')}) "
                    f"budget={', '.join(limits) or 'none'} device={info.get('device')}")

@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automl.errors import SpecError
 from automl.strategies.base import Observation, Status, Strategy, Suggestion, claim_id, config_key
-from automl.strategies.hyperband_native import default_min_budget
+from automl.strategies.hyperband_native import default_min_budget, ladder_cost
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ def _as_loss(value: float) -> float:
 class ASHAStrategy(Strategy):
     name = "asha"
     Options = ASHAOptions
+    partial_trials = True
 
     @classmethod
     def inner_strategies(cls, options: ASHAOptions) -> Mapping[str, tuple[str, Mapping[str, Any]]]:
@@ -134,6 +135,11 @@ class ASHAStrategy(Strategy):
         self._sampler: Strategy = self.inner["sampler"]
         self._sampler_ids: dict[str, str] = {}  # our id -> the sampler's, only where they had to differ
         self._told_budgets = getattr(self._sampler, "uses_budgets", False)  # a sampler that models every rung
+
+    def full_trainings_per_round(self) -> float:
+        """eta**k bottom-rung configs carry one to the top rung (k rungs above the bottom)."""
+        k = len(self.rungs) - 1
+        return ladder_cost(self.rungs, [max(1, round(self.eta ** (k - i))) for i in range(k + 1)])
 
     # -- the contract --------------------------------------------------------------------------
     def ask(self) -> Suggestion | None:

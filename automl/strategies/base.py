@@ -92,6 +92,9 @@ class Strategy:
     # True: every Observation carries the trial's per-epoch losses (`history`), and on resume
     # the recorded epochs of an interrupted trial are replayed through `should_stop`
     wants_history: ClassVar[bool] = False
+    # True: most trials train part of max_budget (a rung ladder), and the run's max_trials counts
+    # full trainings: each trial counts the epochs it adds, over max_budget (docs/strategies.md)
+    partial_trials: ClassVar[bool] = False
 
     # class-level defaults, for plugins written against version 1 (they set neither)
     workdir: Path | None = None
@@ -136,3 +139,9 @@ class Strategy:
     def is_finished(self) -> bool:
         """True when the strategy has nothing more to suggest (e.g. a grid is done)."""
         return False
+
+    def full_trainings_per_round(self) -> float | None:
+        """For `partial_trials` strategies: the full trainings one round costs (its first bracket,
+        or the trainings it takes to carry one config from the bottom rung to the top). A smaller
+        max_trials never trains a config to the end. None: no such round."""
+        return None

@@ -36,13 +36,14 @@ tried (their configs are not drawn again) but never promoted. Ids never repeat e
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from automl.errors import SpecError
 from automl.strategies.base import Observation, Strategy, Suggestion
-from automl.strategies.hyperband_native import NativeHyperband, default_min_budget
+from automl.strategies.hyperband_native import NativeHyperband, default_min_budget, first_bracket_cost
 from automl.strategies.kt_bridge import RUNNING, OracleStrategy, from_kt_values, with_given_trials
 from automl.strategies.random import RandomStrategy
 from automl.strategies.tpe import TPEStrategy
@@ -81,6 +82,7 @@ class HyperbandStrategy(Strategy):
 
     name = "hyperband"
     Options = HyperbandOptions
+    partial_trials = True
 
     @classmethod
     def inner_strategies(cls, options: HyperbandOptions) -> Mapping[str, tuple[str, Mapping[str, Any]]]:
@@ -112,6 +114,13 @@ class HyperbandStrategy(Strategy):
 
     def is_finished(self) -> bool:
         return self._impl.is_finished()
+
+    def full_trainings_per_round(self) -> float:
+        if isinstance(self._impl, NativeHyperband):
+            return self._impl.first_bracket_cost()
+        eta = self.options.factor  # keras-tuner's ladder: max_epochs / factor**s_max, ..., max_epochs
+        top = max(1, int(self.max_budget))
+        return first_bracket_cost(top / eta ** int(math.log(top) / math.log(eta) + 1e-9), top, eta)
 
 
 def _default_sampler(owner: Strategy, opts: HyperbandOptions) -> Strategy:

@@ -56,6 +56,20 @@ def ladder(min_budget: float, max_budget: float, eta: float) -> list[float]:
     return [max_budget / eta ** (s_max - i) for i in range(s_max + 1)]
 
 
+def ladder_cost(budgets: list[float], sizes: list[int]) -> float:
+    """Full trainings (of budgets[-1] epochs) that rungs of `sizes` configs at `budgets` cost,
+    a promotion training only the epochs it adds."""
+    below = [0.0] + budgets[:-1]
+    return sum(n * (b - a) for n, b, a in zip(sizes, budgets, below)) / budgets[-1]
+
+
+def first_bracket_cost(min_budget: float, max_budget: float, eta: float) -> float:
+    """Full trainings of Hyperband's first (most aggressive) bracket."""
+    budgets = ladder(min_budget, max_budget, eta)
+    n = math.ceil(eta ** (len(budgets) - 1))
+    return ladder_cost(budgets, [max(1, int(n / eta**i + 1e-9)) for i in range(len(budgets))])
+
+
 @dataclass
 class _Trial:
     trial_id: str
@@ -119,6 +133,9 @@ class NativeHyperband:
             self.brackets[index] = _Bracket(index, self.top[self.s_max - s:],
                                             [max(1, int(n / self.eta**i + 1e-9)) for i in range(s + 1)])
         return self.brackets[index]
+
+    def first_bracket_cost(self) -> float:
+        return first_bracket_cost(self.top[0], self.top[-1], self.eta)
 
     def _limit(self) -> int | None:
         return None if self.iterations is None else self.iterations * (self.s_max + 1)
