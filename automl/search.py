@@ -146,8 +146,7 @@ class SearchLoop:
         self._running: dict[str, TrialRequest] = {}
         self._failures_in_a_row = 0
         self._started_at: dict[str, float] = {}  # trial id -> first start, for epoch timings
-        # a rung-ladder strategy's trials train part of max_budget: max_trials counts full trainings
-        self.counts_full_trainings = bool(getattr(strategy, "partial_trials", False))
+        self.counts_full_trainings = bool(getattr(strategy, "partial_trials", False))  # see trials_used
 
     def elapsed(self) -> float:
         return self.prior_elapsed + time.time() - self.start_time
@@ -259,11 +258,8 @@ class SearchLoop:
         return self.limits.max_time is not None and self.elapsed() >= self.limits.max_time
 
     def trials_used(self, counts: Mapping[str, int]) -> float:
-        """What max_trials counts: trials, or full trainings for a rung-ladder strategy (a new
-        trial may start while less than max_trials is used, so the last one may go past it)."""
-        if self.counts_full_trainings:
-            return self.store.full_trainings(self.limits.max_budget)
-        return counts["total"]
+        """What max_trials counts: trials, or full trainings for a rung-ladder strategy."""
+        return self.store.full_trainings(self.limits.max_budget) if self.counts_full_trainings else counts["total"]
 
     def budget_left(self) -> SearchEnd | None:
         """Why no new trial may start, or None."""
@@ -273,7 +269,7 @@ class SearchLoop:
                              f"max_consecutive_failures ({limits.max_consecutive_failures}) trials failed in a row")
         counts = self.store.counts()
         if limits.max_trials is not None and self.trials_used(counts) >= limits.max_trials - 1e-9:
-            unit = " full trainings" if self.counts_full_trainings else ""
+            unit = " full trainings" * self.counts_full_trainings
             return SearchEnd(StopCause.MAX_TRIALS, f"max_trials ({limits.max_trials}{unit}) reached")
         if limits.max_time is not None and self.elapsed() >= limits.max_time:
             return SearchEnd(StopCause.MAX_TIME, f"max_time ({limits.max_time:g} s) reached")
