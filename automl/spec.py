@@ -7,22 +7,28 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from automl.errors import SpecError
 from automl.metrics import DEFAULT_METRIC
 from automl.metrics import METRICS as METRIC_DEFINITIONS
+from automl.spec_checks import FieldProblems, SpecModel, read_spec, validate_all
 
 # metric name -> (direction, tasks it applies to); the definitions live in automl.metrics
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {name: (m.direction, (m.task,)) for name, m in METRIC_DEFINITIONS.items()}
 MetricName = Literal[tuple(METRIC_DEFINITIONS)]  # type: ignore[valid-type]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = SpecModel  # extra="forbid", frozen
+
+
+TestPath = Annotated[Optional[Path], Field(description=(
+    "A separate test file (a folder for images) read like path: its rows are the test set, split.test is "
+    "not used, validation still comes from path."))]
 
 
 class BuiltinData(_Model):
@@ -33,6 +39,7 @@ class BuiltinData(_Model):
 class CsvData(_Model):
     source: Literal["csv"]
     path: Path
+    test_path: TestPath = None
     target: str = Field(min_length=1, description="Name of the column to predict.")
     delimiter: str = Field(",", min_length=1, max_length=1)
     drop: tuple[str, ...] = Field((), description="Columns to ignore (ids, leaks).")
@@ -41,6 +48,7 @@ class CsvData(_Model):
 class NpzData(_Model):
     source: Literal["npz"]
     path: Path
+    test_path: TestPath = None
     x_key: str = "X"
     y_key: str = "y"
     kind: Literal["auto", "tabular", "image", "sequence"] = Field(
@@ -52,6 +60,7 @@ class NpzData(_Model):
 class ImageFolderData(_Model):
     source: Literal["images"]
     path: Path = Field(description="Folder with one sub-folder of PNG/JPEG files per class.")
+    test_path: TestPath = None
     image_size: Optional[tuple[int, int]] = Field(
         None, description="(height, width) every image is resized to; default: chosen from the images' sizes.")
     color: Literal["auto", "grayscale", "rgb"] = Field(
@@ -68,6 +77,7 @@ class ImageFolderData(_Model):
 class SequenceCsvData(_Model):
     source: Literal["sequence_csv"]
     path: Path
+    test_path: TestPath = None
     target: str = Field(min_length=1, description="Column to predict (constant within a sequence in long layout).")
     layout: Literal["wide", "long"] = Field(
         "wide", description="wide: one row per sequence, one column per time step. long: one row per time step, "
@@ -89,6 +99,7 @@ class SequenceCsvData(_Model):
 class TextCsvData(_Model):
     source: Literal["text_csv"]
     path: Path
+    test_path: TestPath = None
     text_column: str = Field(min_length=1, description="Column holding the text.")
     target: str = Field(min_length=1, description="Column to predict.")
     delimiter: str = Field(",", min_length=1, max_length=1)
@@ -114,15 +125,25 @@ class SplitSpec(_Model):
                                        "split: a trial trains k models and scores their mean (spread recorded).")
 
 
+# upper bounds: far beyond any real search, low enough that a typo (1e23) is refused, not run
+MAX_COUNT = 1_000_000
+MAX_SECONDS = 30 * 24 * 3600  # 30 days
+MAX_EPOCHS = 100_000
+
+
 class BudgetSpec(_Model):
-    max_trials: Optional[int] = Field(20, ge=1)
-    max_time: Optional[float] = Field(None, gt=0, description="Wall-clock seconds for the whole search.")
-    max_epochs: int = Field(30, ge=1, description="Epochs per trial at full budget.")
-    max_failed: int = Field(5, ge=1, description="Stop the search after this many failed trials.")
-    patience: Optional[int] = Field(8, ge=1, description="Early stopping patience in epochs; null disables it.")
-    max_trial_time: Optional[float] = Field(None, gt=0, description="Seconds one trial may run before it is killed.")
+    max_trials: Optional[int] = Field(20, ge=1, le=MAX_COUNT, description=f"Trials to run, 1 to {MAX_COUNT}.")
+    max_time: Optional[float] = Field(
+        None, gt=0, le=MAX_SECONDS, description=f"Wall-clock seconds for the whole search, at most {MAX_SECONDS} (30 days).")
+    max_epochs: int = Field(30, ge=1, le=MAX_EPOCHS, description=f"Epochs per trial at full budget, 1 to {MAX_EPOCHS}.")
+    max_failed: int = Field(5, ge=1, le=MAX_COUNT, description="Stop the search after this many failed trials.")
+    patience: Optional[int] = Field(8, ge=1, le=MAX_EPOCHS,
+                                    description="Early stopping patience in epochs; null disables it.")
+    max_trial_time: Optional[float] = Field(
+        None, gt=0, le=MAX_SECONDS, description="Seconds one trial may run before it is killed, at most 30 days.")
     max_consecutive_failures: Optional[int] = Field(
-        10, ge=1, description="Abort after this many trials failed in a row (something is systematically wrong).")
+        10, ge=1, le=MAX_COUNT,
+        description="Abort after this many trials failed in a row (something is systematically wrong).")
 
     @model_validator(mode="after")
     def _some_limit(self) -> "BudgetSpec":
@@ -135,7 +156,8 @@ class StrategySpec(_Model):
     name: str = Field("auto", min_length=1, description="A strategy's name, or auto: the agent picks one from the "
                                                         "budget, the epochs and the search space (docs/strategies.md).")
     options: dict[str, Any] = Field(default_factory=dict, description="Validated by the strategy's own options model.")
-    timeout: float = Field(600, gt=0, description="Seconds one call of the strategy may take before it counts as hung.")
+    timeout: float = Field(600, gt=0, le=MAX_SECONDS,
+                           description="Seconds one call of the strategy may take before it counts as hung.")
     fallback: Optional[Literal["random"]] = Field(
         None, description="On a strategy that raises, hangs or breaks the protocol: go on with this one instead of stopping.")
 
@@ -184,16 +206,18 @@ class ExecutionSpec(_Model):
     backend: Literal["local", "ray"] = Field("local", description="Worker processes on this machine, or a Ray cluster.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     workers: Optional[int] = Field(
-        None, ge=1, description="Trials run in parallel (default: one per GPU x trials_per_gpu, else 1).")
-    trials_per_gpu: int = Field(1, ge=1, description="Trials sharing one GPU.")
+        None, ge=1, le=1024, description="Trials run in parallel, 1 to 1024 (default: one per GPU x trials_per_gpu, "
+                                         "else 1).")
+    trials_per_gpu: int = Field(1, ge=1, le=1024, description="Trials sharing one GPU.")
     isolation: Literal["processes", "threads"] = Field(
         "processes", description="Worker processes survive a crashing or hung trial and are killed at "
                                  "max_trial_time; threads start faster, but a crash ends the run and a thread past "
                                  "max_trial_time is abandoned (its trial fails, its CPU is freed when it returns).")
-    retries: int = Field(1, ge=0, description="Runs again of a trial whose worker crashed.")
+    retries: int = Field(1, ge=0, le=100, description="Runs again of a trial whose worker crashed (0 to 100).")
     address: Optional[str] = Field(None, description="Ray: 'auto', 'ray://host:port' or none for a local Ray.")
-    gpus_per_trial: Optional[float] = Field(None, ge=0, description="Ray: GPUs per trial (fractions share a GPU).")
-    cpus_per_trial: Optional[float] = Field(None, gt=0, description="Ray: CPUs per trial.")
+    gpus_per_trial: Optional[float] = Field(
+        None, ge=0, le=1024, description="Ray: GPUs per trial (fractions share a GPU).")
+    cpus_per_trial: Optional[float] = Field(None, gt=0, le=1024, description="Ray: CPUs per trial.")
 
     @model_validator(mode="after")
     def _ray_fields(self) -> "ExecutionSpec":
@@ -214,15 +238,17 @@ class ExecutionSpec(_Model):
 
 class EnsembleSpec(_Model):
     enabled: bool = Field(True, description="Build a greedy ensemble (Caruana et al. 2004) of the best trials.")
-    candidates: int = Field(10, ge=2, description="The best trials by validation score the ensemble draws from.")
-    rounds: int = Field(25, ge=1, description="Greedy selection steps (with replacement): the ensemble's size.")
+    candidates: int = Field(10, ge=2, le=MAX_COUNT,
+                            description="The best trials by validation score the ensemble draws from.")
+    rounds: int = Field(25, ge=1, le=MAX_COUNT,
+                        description="Greedy selection steps (with replacement): the ensemble's size.")
 
 
 class TaskSpec(_Model):
     """The whole run spec."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds every random choice; 0 to 4294967295.")
     data: DataSource
     task: Optional[Literal["classification", "regression"]] = Field(None, description="Inferred from the target when omitted.")
     metric: Optional[MetricName] = Field(None, description="Selection metric; default accuracy / rmse.")
@@ -242,25 +268,35 @@ class TaskSpec(_Model):
     output: Optional[Path] = Field(None, description="Run directory; default runs/<name> beside the spec.")
     plugins_dirs: tuple[Path, ...] = Field((), description="Folders of plugin files to load.")
 
+    # one check per validator: automl.spec_checks runs each on the fields that are valid, so one wrong
+    # field does not hide the others' problems
     @model_validator(mode="after")
-    def _metric_fits(self) -> "TaskSpec":
-        problems = []
-        if self.metric is not None:
-            direction, tasks = METRICS[self.metric]
-            if self.task is not None and self.task not in tasks:
-                problems.append(f"metric {self.metric!r} does not apply to {self.task}; use one of "
-                                f"{', '.join(m for m, (_, t) in METRICS.items() if self.task in t)}")
-            if self.direction is not None and self.direction != direction:
-                problems.append(f"metric {self.metric!r} is to {direction}, but direction says {self.direction}")
+    def _metric_fits_task(self) -> TaskSpec:
+        if self.metric is not None and self.task is not None and self.task not in METRICS[self.metric][1]:
+            fitting = ", ".join(m for m, (_, t) in METRICS.items() if self.task in t)
+            raise FieldProblems(("metric", f"{self.metric!r} does not apply to {self.task}; use one of {fitting}"))
+        return self
+
+    @model_validator(mode="after")
+    def _direction_fits_metric(self) -> TaskSpec:
+        if self.metric is not None and self.direction is not None and self.direction != METRICS[self.metric][0]:
+            raise FieldProblems(("direction", (f"metric {self.metric!r} is to {METRICS[self.metric][0]}, but "
+                                               f"direction says {self.direction}; remove direction")))
+        return self
+
+    @model_validator(mode="after")
+    def _loss_fits_task(self) -> TaskSpec:
         if self.task == "classification" and self.loss != "auto":
-            problems.append(f"loss {self.loss!r} is for regression; classification trains with cross-entropy "
-                            "(remove loss or set task to regression)")
+            raise FieldProblems(("loss", (f"{self.loss!r} is for regression; classification trains with "
+                                          "cross-entropy (remove loss or set task to regression)")))
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_fit_task(self) -> TaskSpec:
         if self.task is not None:
-            for extra in self.metrics:
-                if self.task not in METRICS[extra][1]:
-                    problems.append(f"metrics: {extra!r} does not apply to {self.task}")
-        if problems:
-            raise ValueError("; ".join(problems))
+            bad = [extra for extra in self.metrics if self.task not in METRICS[extra][1]]
+            if bad:
+                raise FieldProblems(("metrics", f"{', '.join(map(repr, bad))} do(es) not apply to {self.task}"))
         return self
 
     def resolved_metric(self, task: str) -> tuple[str, str]:
@@ -269,36 +305,18 @@ class TaskSpec(_Model):
         return metric, METRICS[metric][0]
 
 
-def _format_loc(loc: tuple) -> str:
-    parts = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item in DATA_SOURCES and parts == ["data"]:
-            continue  # discriminator tag pydantic adds; the user's path has no such key
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts)
+def parse_spec(raw: Any, source: str | None = None, base_dir: Path | None = None,
+               problems: Sequence[tuple[str, str]] = ()) -> TaskSpec:
+    """Validate a decoded JSON document; paths are resolved against base_dir.
 
-
-def problems_from_validation_error(error: ValidationError) -> list[tuple[str, str]]:
-    problems = []
-    for item in error.errors():
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown field; check its spelling (see `automl schema` for allowed fields)"
-        elif item["type"] == "missing":
-            message = "required field is missing"
-        problems.append((_format_loc(tuple(item["loc"])), message.removeprefix("Value error, ")))
-    return problems
-
-
-def parse_spec(raw: Any, source: str | None = None, base_dir: Path | None = None) -> TaskSpec:
-    """Validate a decoded JSON document; paths are resolved against base_dir."""
-    try:
-        spec = TaskSpec.model_validate(raw)
-    except ValidationError as error:
-        raise SpecError(problems_from_validation_error(error), source) from None
+    Raises one SpecError with every problem: `problems` found before (decoding the file), then
+    each field's, then the cross-field checks'."""
+    found = list(problems)
+    spec, invalid = validate_all(TaskSpec, raw)
+    given = {path for path, _ in found}  # a value already reported (e.g. NaN) is not reported twice
+    found += [p for p in invalid if p[0] not in given]
+    if spec is None or found:
+        raise SpecError(found, source)
     if base_dir is not None:
         spec = resolve_paths(spec, base_dir)
     return spec
@@ -313,26 +331,15 @@ def resolve_paths(spec: TaskSpec, base_dir: Path) -> TaskSpec:
     updates: dict[str, Any] = {"plugins_dirs": tuple(absolute(p) for p in spec.plugins_dirs)}
     updates["output"] = absolute(spec.output) if spec.output else (base_dir / "runs" / spec.name).resolve()
     if hasattr(spec.data, "path"):
-        updates["data"] = spec.data.model_copy(update={"path": absolute(spec.data.path)})
+        updates["data"] = spec.data.model_copy(update={"path": absolute(spec.data.path),
+                                                       "test_path": absolute(spec.data.test_path)})
     return spec.model_copy(update=updates)
 
 
 def load_spec(path: str | Path) -> TaskSpec:
     """Read, decode and validate a spec file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([("", f"spec file {path} does not exist")], str(path)) from None
-    except OSError as error:
-        raise SpecError([("", f"cannot read {path}: {error.strerror}")], str(path)) from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SpecError([("", f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}")], str(path)) from None
-    if not isinstance(raw, dict):
-        raise SpecError([("", "the spec must be a JSON object")], str(path))
-    return parse_spec(raw, str(path), path.resolve().parent)
+    raw, problems = read_spec(path)
+    return parse_spec(raw, str(path), Path(path).resolve().parent, problems)
 
 
 def spec_fingerprint(spec: TaskSpec) -> dict[str, Any]:
@@ -348,6 +355,8 @@ def spec_fingerprint(spec: TaskSpec) -> dict[str, Any]:
     data["budget"] = {k: v for k, v in data["budget"].items()
                       if k not in ("max_trials", "max_time", "max_failed", "max_trial_time", "max_consecutive_failures")}
     data["strategy"] = {k: v for k, v in data["strategy"].items() if k not in ("timeout", "fallback")}
+    if data["data"].get("test_path", 0) is None:
+        del data["data"]["test_path"]  # as in runs made before the field existed, so they still resume
     return data
 
 

@@ -42,13 +42,18 @@ def validate_options(cls: type[Strategy], raw: Mapping[str, Any] | BaseModel | N
     """The strategy's Options from the spec's mapping; a SpecError names each bad field."""
     if isinstance(raw, cls.Options):
         return raw
-    try:
-        return cls.Options.model_validate(dict(raw or {}) if not isinstance(raw, BaseModel) else raw.model_dump())
-    except ValidationError as error:
-        from automl.spec import problems_from_validation_error
+    from automl.spec_checks import kind_problems, problems_from_validation_error
 
-        raise SpecError([(f"{path}.{where}".rstrip("."), message)
-                         for where, message in problems_from_validation_error(error)]) from None
+    document = dict(raw or {}) if not isinstance(raw, BaseModel) else raw.model_dump()
+    problems = kind_problems(cls.Options, document)  # true is no number here either
+    try:
+        options = cls.Options.model_validate(document)
+    except ValidationError as error:
+        given = {where for where, _ in problems}
+        problems += [p for p in problems_from_validation_error(error, cls.Options) if p[0] not in given]
+    if problems:
+        raise SpecError([(f"{path}.{where}".rstrip("."), message) for where, message in problems])
+    return options
 
 
 def _label(cls: type) -> str:
