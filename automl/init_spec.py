@@ -12,8 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from automl.data.checks import MIN_TRAIN_ROWS, looks_like_id, rows_needed, training_rows
+from automl.data.preprocess import parse_numbers
 from automl.errors import DataError
 
 TARGET_NAMES = ("target", "label", "labels", "class", "y", "outcome")
@@ -72,7 +75,18 @@ def _draft_csv(path: Path, target: str | None) -> tuple[dict[str, Any], list[str
             source["time_column"] = time_column
         return source, why
     why.append(f"{len(inputs)} input column(s): a table")
+    ids = [c for c in inputs if looks_like_id(c, _cells(frame[c]))]
+    if ids and len(ids) < len(inputs):
+        why.append(f"{', '.join(map(repr, ids))}: unique per row (an ID), listed in data.drop: a model cannot "
+                   "generalise from an ID (take it out of drop to keep it)")
+        return {"source": "csv", **base, "drop": ids}, why
     return {"source": "csv", **base}, why
+
+
+def _cells(column: pd.Series) -> np.ndarray:
+    """Numbers when every cell is one, else the text cells (as checks.looks_like_id takes them)."""
+    numbers = parse_numbers(column)
+    return numbers.to_numpy() if numbers.notna().all() else column.to_numpy(dtype=object)
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -98,29 +112,55 @@ def _is_text(column: pd.Series) -> bool:
     return numeric < 0.5 and words >= TEXT_MIN_WORDS
 
 
-def draft_spec(data: Path, target: str | None = None, name: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """A spec document (JSON-ready) for `data`, planned by the agent, and the reasons for its choices."""
+def draft_spec(data: Path, target: str | None = None, name: str | None = None,
+               test: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """A spec document (JSON-ready) for `data` (and its own `test` file), planned by the agent, and the
+    reasons for its choices."""
     from automl.agent import make_plan
     from automl.spec import parse_spec
 
     data = data.resolve()
     source, why = draft_source(data, target)
+    if test is not None:
+        source["test_path"] = str(test.resolve())
+        why.append(f"test rows from {test.name}, read like {data.name}")
     name = name or re.sub(r"[^A-Za-z0-9_.-]+", "_", data.stem) or "run"
     document: dict[str, Any] = {"name": name, "data": source}
-    plan = make_plan(parse_spec(document, str(data)))
+    # planned once without refusing, to count the rows; then with the split that fits them
+    plan = make_plan(parse_spec(document, str(data)), refuse=False)
+    split = _split_for(plan.data.profile, data, test is not None)
+    if "cv_folds" in split:
+        plan = make_plan(parse_spec({**document, "split": split}, str(data)))
+    else:
+        plan.checks.raise_refusals()  # planned with this very split (the default)
     profile = plan.data.profile
     chosen = [c.family for c in plan.choices if c.chosen]
+    small = "cv_folds" in split
     document.update({
         "task": profile.task,
         "metric": plan.metric,
-        # k folds replace the validation split
-        "split": {"test": 0.2, "cv_folds": 5} if profile.n_samples <= 1000 else {"validation": 0.2, "test": 0.2},
+        "split": split,
         "budget": {"max_trials": 20, "max_epochs": 30, "patience": 8},
         "strategy": {"name": "auto"},  # the agent picks it from the budget, the epochs and the space
         "families": {"include": chosen},
     })
     why.append(f"{profile.modality} {profile.task} with {profile.n_samples} rows; metric {plan.metric}")
-    if profile.n_samples <= 1000:
+    if small:
         why.append("small data: 5-fold cross-validation gives a steadier score than one validation split")
     why += [f"family {c.family}: {'chosen' if c.chosen else 'not used'} - {c.reason}" for c in plan.choices]
+    why += [f"warning: {finding.message}" for finding in plan.checks.findings]
     return document, why
+
+
+def _split_for(profile, data: Path, test_file: bool) -> dict[str, Any]:
+    """k folds (replacing the validation split) up to 1000 rows; refused when too few rows are left to train on."""
+    rows = profile.n_samples - (profile.n_test if test_file else 0)  # a test file's rows are not split
+    held_out = {} if test_file else {"test": 0.2}
+    split = {**held_out, "cv_folds": 5} if rows <= 1000 else {"validation": 0.2, **held_out}
+    test, folds = (0.0 if test_file else 0.2), split.get("cv_folds")
+    if training_rows(rows, test, 0.2, folds) < MIN_TRAIN_ROWS:
+        raise DataError(f"{data}: {rows} rows are too few to train, tune and test a model: the split init writes "
+                        f"({', '.join(f'{k}={v}' for k, v in split.items())}) needs at least "
+                        f"{rows_needed(test, 0.2, folds)} rows to leave {MIN_TRAIN_ROWS} training rows per fold; "
+                        "add rows")
+    return split

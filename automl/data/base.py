@@ -35,6 +35,7 @@ class Profile:
     missing_values: int = 0  # cells filled by imputation
     notes: tuple[str, ...] = ()  # human-readable facts worth showing in the report
     vocab_size: int | None = None  # text: token ids run 0..vocab_size-1; 0 is padding, 1 unknown words
+    test_source: str | None = None  # data.test_path: the test rows are that file's, not a share of `source`
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

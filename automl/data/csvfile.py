@@ -86,6 +86,19 @@ def target_values(column: pd.Series, lines: np.ndarray, name: str, target: str, 
     return blank_to_nan(column).to_numpy(dtype=object)
 
 
+def read_test_table(path: Path, delimiter: str, target: str, task: str | None,
+                    columns: dict[str, str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """data.test_path: its rows, their file lines and targets; `columns` (name -> role) are the
+    columns the training file was read with, each of which the test file must have too."""
+    frame, lines = read_table(path, delimiter)
+    available = list(frame.columns)
+    for column, role in {target: "target", **columns}.items():
+        if column not in available:
+            raise DataError(f"{path}: no {role} column {column!r}, which the training file has; the test file needs "
+                            f"the training file's columns (it has: {', '.join(map(repr, available))})")
+    return frame, lines, target_values(frame[target], lines, str(path), target, task)
+
+
 def numeric_cells(frame: pd.DataFrame, lines: np.ndarray, name: str) -> np.ndarray:
     """Every cell as a float, (rows, columns); an empty or non-numeric cell is an error naming line and column."""
     values = np.empty(frame.shape, dtype=np.float64)

@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
 from automl.data.preprocess import ImageScaler
-from automl.data.raw import Raw
+from automl.data.raw import FixedTest, Raw
 from automl.errors import DataError
 from automl.spec import ImageFolderData
 
@@ -68,10 +68,12 @@ def image_preprocessor(size: tuple[int, int], grayscale: bool) -> Pipeline:
     ])
 
 
-def read_image_folder(source: ImageFolderData, task: str | None) -> Raw:
-    root, name = source.path, str(source.path)
+def _class_folders(root: Path, setting: str, least: int) -> tuple[list[Path], np.ndarray]:
+    """The image files under each class sub-folder and their labels (the sub-folder names)."""
+    name = str(root)
     if not root.is_dir():
-        raise DataError(f"{name}: folder not found; data.path must be a folder with one sub-folder of images per class")
+        raise DataError(f"{name}: folder not found; data.{setting} must be a folder with one sub-folder of images "
+                        "per class")
     loose = [p.name for p in sorted(root.iterdir()) if is_image(p)]
     if loose:
         raise DataError(f"{name}: image files lie directly in the folder ({', '.join(loose[:3])}"
@@ -79,13 +81,17 @@ def read_image_folder(source: ImageFolderData, task: str | None) -> Raw:
                         "named after the class")
     classes = {d.name: image_files(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
     classes = {label: files for label, files in classes.items() if files}
-    if len(classes) < 2:
+    if len(classes) < least:
         found = f"only {next(iter(classes))!r}" if classes else "none"
-        raise DataError(f"{name}: needs at least 2 class sub-folders holding PNG/JPEG images, found {found}; "
+        raise DataError(f"{name}: needs at least {least} class sub-folder{'s' if least > 1 else ''} holding PNG/JPEG images, found {found}; "
                         "put the images of each class in their own sub-folder")
-
     paths = [p for files in classes.values() for p in files]
-    labels = np.array([label for label, files in classes.items() for _ in files], dtype=object)
+    return paths, np.array([label for label, files in classes.items() for _ in files], dtype=object)
+
+
+def read_image_folder(source: ImageFolderData, task: str | None) -> Raw:
+    name = str(source.path)
+    paths, labels = _class_folders(source.path, "path", 2)
     sizes, modes = zip(*(_header(p) for p in paths))
     notes = []
     if source.image_size is not None:
@@ -99,8 +105,13 @@ def read_image_folder(source: ImageFolderData, task: str | None) -> Raw:
                  + (" (every image is grayscale)" if grayscale and source.color == "auto" else ""))
     channels = 1 if grayscale else 3
     features = np.array([str(p) for p in paths], dtype=object)
+    test = None
+    if source.test_path is not None:  # read at the training images' size and colour by the same preprocessor
+        test_paths, test_labels = _class_folders(source.test_path, "test_path", 1)
+        test = FixedTest(str(source.test_path), np.array([str(p) for p in test_paths], dtype=object), test_labels,
+                         lambda i: str(test_paths[i]))
     return Raw(name, "class folder", features, labels, "image", image_preprocessor(size, grayscale),
-               channels * size[0] * size[1], lambda i: str(paths[i]), notes=notes)
+               channels * size[0] * size[1], lambda i: str(paths[i]), notes=notes, test=test)
 
 
 def _header(path: Path) -> tuple[tuple[int, int], str]:

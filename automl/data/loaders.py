@@ -20,11 +20,23 @@ from sklearn import datasets
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 
 from automl.data.base import PreparedData
-from automl.data.csvfile import check_columns, read_table, target_values
+from automl.data.csvfile import (
+    check_columns,
+    read_table,
+    read_test_table,
+    target_values,
+)
 from automl.data.images import read_image_folder
-from automl.data.preprocess import ImageScaler, as_float32, blank_to_nan, classify_columns, frame_preprocessor
+from automl.data.preprocess import (
+    ImageScaler,
+    as_float32,
+    blank_to_nan,
+    classify_columns,
+    frame_preprocessor,
+    parse_numbers,
+)
 from automl.data.profile import build_profile
-from automl.data.raw import Raw
+from automl.data.raw import FixedTest, Raw
 from automl.data.sequences import SequenceScaler, read_sequence_csv
 from automl.data.splits import split_rows
 from automl.data.text import read_text_csv
@@ -51,23 +63,35 @@ def load_data(source: DataSource, split: SplitSpec, *, task: str | None, seed: i
         y = labels
     else:
         y = raw.y.astype(np.float32)
-    rows = split_rows(len(y), labels, class_names, split, seed, raw)
+    fixed = raw.test  # the rows of data.test_path, checked before any of them is transformed
+    if fixed is not None:
+        y_test = _test_labels(raw, fixed, class_names) if labels is not None else _test_targets(raw, fixed)
+    rows = split_rows(len(y), labels, class_names, split, seed, raw, fixed_test=fixed is not None)
 
     take = (lambda r: raw.features.iloc[r]) if isinstance(raw.features, pd.DataFrame) else (lambda r: raw.features[r])
     # With cross-validation `rows.train` is every non-test row: the preprocessor then also sees
     # each fold's validation rows, which is harmless as it learns no target information.
     pre = raw.preprocessor
     X_train = _model_inputs(pre.fit_transform(take(rows.train)), raw.modality)  # images are read once, not twice
-    X_test = _model_inputs(pre.transform(take(rows.test)), raw.modality)
+    X_test = _model_inputs(pre.transform(take(rows.test) if fixed is None else fixed.features), raw.modality)
     X_val = (np.empty((0, *X_train.shape[1:]), dtype=X_train.dtype) if rows.folds is not None
              else _model_inputs(pre.transform(take(rows.val)), raw.modality))
     raw.notes.extend(_fit_notes(pre))
+    all_labels, missing = labels, raw.missing_values
+    if fixed is None:
+        y_test = y[rows.test]
+    else:
+        all_labels = None if labels is None else np.concatenate([labels, y_test])
+        missing += fixed.missing_values
+        raw.notes.append(f"test rows: {len(y_test)} from {Path(fixed.source).name} (data.test_path); "
+                         "split.test is not used")
 
     profile = build_profile(
         source=raw.source, modality=raw.modality, task=task, target=raw.target,
-        split_sizes=(len(rows.train), len(rows.val), len(rows.test)), input_shape=X_train.shape[1:],
-        n_features=raw.n_features, labels=labels, class_names=class_names, feature_kinds=raw.feature_kinds,
-        missing_values=raw.missing_values, notes=tuple(raw.notes), vocab_size=getattr(pre, "vocab_size_", None),
+        split_sizes=(len(rows.train), len(rows.val), len(y_test)), input_shape=X_train.shape[1:],
+        n_features=raw.n_features, labels=all_labels, class_names=class_names, feature_kinds=raw.feature_kinds,
+        missing_values=missing, notes=tuple(raw.notes), vocab_size=getattr(pre, "vocab_size_", None),
+        test_source=None if fixed is None else fixed.source,
     )
     y_mean, y_std = 0.0, 1.0
     if task == "regression":
@@ -75,7 +99,7 @@ def load_data(source: DataSource, split: SplitSpec, *, task: str | None, seed: i
         y_std = y_std if y_std > 0 and math.isfinite(y_std) else 1.0  # constant target: avoid dividing by 0
     logger.info("loaded %s: %s %s, %d/%d/%d rows, input %s", raw.source, profile.modality, task,
                 profile.n_train, profile.n_val, profile.n_test, profile.input_shape)
-    return PreparedData(X_train, y[rows.train], X_val, y[rows.val], X_test, y[rows.test], profile, pre,
+    return PreparedData(X_train, y[rows.train], X_val, y[rows.val], X_test, y_test, profile, pre,
                         y_mean, y_std, folds=rows.folds)
 
 
@@ -142,7 +166,23 @@ def _read_csv(source: CsvData, task: str | None) -> Raw:
         where=lambda i: f"line {lines[i]}",
         feature_kinds={"numeric": len(kinds.numeric), "categorical": len(kinds.categorical)},
         missing_values=int(cleaned.isna().to_numpy().sum()), notes=notes,
+        test=_read_csv_test(source, kinds, task) if source.test_path is not None else None,
     )
+
+
+def _read_csv_test(source: CsvData, kinds, task: str | None) -> FixedTest:
+    used = [*kinds.numeric, *kinds.categorical]
+    frame, lines, y = read_test_table(source.test_path, source.delimiter, source.target, task,
+                                      dict.fromkeys(used, "feature"))
+    for column in kinds.numeric:  # a stray word would otherwise be imputed silently
+        cells = blank_to_nan(frame[column])
+        bad = np.flatnonzero(cells.notna().to_numpy() & parse_numbers(cells).isna().to_numpy())
+        if bad.size:
+            raise DataError(f"{source.test_path}: line {lines[bad[0]]}, column {column!r} has {cells.iloc[bad[0]]!r}, "
+                            "but the column is numeric in the training file; fix the value or leave the cell empty "
+                            "to have it imputed")
+    missing = int(frame[used].apply(blank_to_nan).isna().to_numpy().sum())
+    return FixedTest(str(source.test_path), frame[used], y, lambda i: f"line {lines[i]}", missing)
 
 
 def read_npz_arrays(path: Path, keys: dict[str, str]) -> dict[str, np.ndarray]:
@@ -191,13 +231,36 @@ def npz_kind(shape: tuple[int, ...], kind: str, name: str, key: str) -> str:
 
 
 def _read_npz(source: NpzData, task: str | None) -> Raw:
+    X, y = _npz_rows(source.path, source)
     name = str(source.path)
-    arrays = read_npz_arrays(source.path, {source.x_key: "set data.x_key to the right name",
-                                          source.y_key: "set data.y_key to the right name"})
+    kind = npz_kind(X.shape, source.kind, name, source.x_key)
+    n_features = int(np.prod(X.shape[1:]))
+    as_input = (lambda a: a.reshape(*a.shape[:2], -1)) if kind == "sequence" else (lambda a: a)
+    test = None
+    if source.test_path is not None:
+        X_test, y_test = _npz_rows(source.test_path, source)
+        if X_test.shape[1:] != X.shape[1:]:
+            raise DataError(f"{source.test_path}: {source.x_key!r} has shape {X_test.shape}, but the training file's "
+                            f"rows have shape {X.shape[1:]}; the test file must hold rows of the same shape")
+        test = FixedTest(str(source.test_path), as_input(X_test), y_test, lambda i: f"row {i}")
+
+    where = lambda i: f"row {i}"  # noqa: E731
+    if kind == "tabular":
+        return Raw(name, source.y_key, X, y, "tabular", StandardScaler(), n_features, where, test=test)
+    if kind == "sequence":
+        return Raw(name, source.y_key, as_input(X), y, "sequence", SequenceScaler(), n_features, where, test=test)
+    shape = (1, *X.shape[1:]) if X.ndim == 3 else X.shape[1:]  # (n, H, W) gets a channel axis
+    return Raw(name, source.y_key, X, y, "image", ImageScaler(shape), n_features, where, test=test)
+
+
+def _npz_rows(path: Path, source: NpzData) -> tuple[np.ndarray, np.ndarray]:
+    """X and y of one archive, checked: numeric finite X, one finite target per row."""
+    name = str(path)
+    arrays = read_npz_arrays(path, {source.x_key: "set data.x_key to the right name",
+                                   source.y_key: "set data.y_key to the right name"})
     X, y = arrays[source.x_key], arrays[source.y_key]
     if X.dtype.kind not in "biuf":
         raise DataError(f"{name}: {source.x_key!r} must be numeric, not {X.dtype}")
-    kind = npz_kind(X.shape, source.kind, name, source.x_key)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.ravel()
     if y.ndim != 1:
@@ -217,15 +280,7 @@ def _read_npz(source: NpzData, task: str | None) -> Raw:
         if bad.size:
             raise DataError(f"{name}: {source.y_key!r} row {bad[0]} is {y[bad[0]]} (missing target)"
                             f"{f' ({bad.size} rows in all)' if bad.size > 1 else ''}; fix or remove those rows")
-
-    where = lambda i: f"row {i}"  # noqa: E731
-    n_features = int(np.prod(X.shape[1:]))
-    if kind == "tabular":
-        return Raw(name, source.y_key, X, y, "tabular", StandardScaler(), n_features, where)
-    if kind == "sequence":
-        return Raw(name, source.y_key, X.reshape(*X.shape[:2], -1), y, "sequence", SequenceScaler(), n_features, where)
-    shape = (1, *X.shape[1:]) if X.ndim == 3 else X.shape[1:]  # (n, H, W) gets a channel axis
-    return Raw(name, source.y_key, X, y, "image", ImageScaler(shape), n_features, where)
+    return X, y
 
 
 # --- task and labels -------------------------------------------------------------------
@@ -267,6 +322,30 @@ def _label_text(value) -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))  # CSV numbers are read as floats; "3" reads better than "3.0"
     return str(value)
+
+
+def _test_labels(raw: Raw, fixed: FixedTest, class_names: tuple[str, ...]) -> np.ndarray:
+    """The test file's classes as the training file's label indices; matched by their text, so a
+    test file whose labels read as numbers fits a training file whose labels did not, and back."""
+    index = {_label_text(v): k for k, v in enumerate(np.unique(raw.y))}  # LabelEncoder's order
+    texts = [_label_text(v) for v in fixed.y]
+    unknown = [i for i, text in enumerate(texts) if text not in index]
+    if unknown:
+        first = unknown[0]
+        shown = ", ".join(map(repr, class_names[:10])) + (", ..." if len(class_names) > 10 else "")
+        raise DataError(f"{fixed.source}: class {texts[first]!r} ({fixed.where(first)}"
+                        f"{f', {len(unknown)} in all' if len(unknown) > 1 else ''}) is not in the training data "
+                        f"{raw.source}, whose classes are {shown}; a model cannot learn a class it never sees: "
+                        "remove those test rows or add examples of the class to the training data")
+    return np.array([index[text] for text in texts], dtype=np.int64)
+
+
+def _test_targets(raw: Raw, fixed: FixedTest) -> np.ndarray:
+    if not _is_numeric(fixed.y):
+        first = next((i for i, v in enumerate(fixed.y) if not _parses(v)), 0)
+        raise DataError(f"{fixed.source}: target {raw.target!r} must be numeric for regression, as in the training "
+                        f"file, but {fixed.where(first)} has {fixed.y[first]!r}; fix the test file")
+    return fixed.y.astype(np.float32)
 
 
 def _encode_labels(raw: Raw) -> tuple[np.ndarray, tuple[str, ...]]:

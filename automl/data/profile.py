@@ -28,8 +28,9 @@ def build_profile(
     missing_values: int = 0,
     notes: tuple[str, ...] = (),
     vocab_size: int | None = None,
+    test_source: str | None = None,
 ) -> Profile:
-    """`labels` are the encoded classes (0..K-1) of all rows, for classification only."""
+    """`labels` are the encoded classes (0..K-1) of all rows (a test file's too), for classification only."""
     n_train, n_val, n_test = split_sizes
     kinds = dict(feature_kinds) if feature_kinds else {"numeric": n_features, "categorical": 0}
     facts = list(notes)
@@ -67,4 +68,5 @@ def build_profile(
         missing_values=int(missing_values),
         notes=tuple(facts),
         vocab_size=vocab_size,
+        test_source=test_source,
     )

@@ -12,6 +12,17 @@ import numpy as np
 
 
 @dataclass
+class FixedTest:
+    """The rows of data.test_path, read like the training file: the test set, as read."""
+
+    source: str
+    features: Any
+    y: np.ndarray
+    where: Callable[[int], str]
+    missing_values: int = 0
+
+
+@dataclass
 class Raw:
     source: str
     target: str
@@ -25,3 +36,4 @@ class Raw:
     missing_values: int = 0
     class_names: tuple[str, ...] | None = None  # names of integer labels 0..K-1, when the source has them
     notes: list[str] = field(default_factory=list)
+    test: FixedTest | None = None  # with data.test_path; `features` and `y` are the training file's alone

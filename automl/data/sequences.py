@@ -10,9 +10,15 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from automl.data.csvfile import check_columns, numeric_cells, read_table, target_values
+from automl.data.csvfile import (
+    check_columns,
+    numeric_cells,
+    read_table,
+    read_test_table,
+    target_values,
+)
 from automl.data.preprocess import blank_to_nan, parse_numbers
-from automl.data.raw import Raw
+from automl.data.raw import FixedTest, Raw
 from automl.errors import DataError
 from automl.spec import SequenceCsvData
 
@@ -133,22 +139,39 @@ def _time_key(frame: pd.DataFrame, lines: np.ndarray, name: str, time_column: st
     return numbers.to_numpy() if numbers.notna().all() else times.astype(str).to_numpy()
 
 
-def read_sequence_csv(source: SequenceCsvData, task: str | None) -> Raw:
-    frame, lines = read_table(source.path, source.delimiter)
-    name = str(source.path)
+def _columns(source: SequenceCsvData) -> dict[str, str]:
+    """The columns the spec names, by role."""
     required = {source.target: "target"}
     if source.id_column:
         required[source.id_column] = "id"
     if source.time_column:
         required[source.time_column] = "time"
+    return required
+
+
+def read_sequence_csv(source: SequenceCsvData, task: str | None) -> Raw:
+    frame, lines = read_table(source.path, source.delimiter)
+    name = str(source.path)
+    required = _columns(source)
     check_columns(name, list(frame.columns), source.delimiter, required, source.drop)
     y = target_values(frame[source.target], lines, name, source.target, task)
     exclude = {source.target, *source.drop}
+    values = [c for c in frame.columns if c not in exclude and c not in required]  # steps (wide), channels (long)
+    test = _read_test(source, values, task) if source.test_path is not None else None
 
     if source.layout == "wide":
         X = wide_sequences(frame, lines, name, exclude)
         return Raw(name, source.target, X, y, "sequence", SequenceScaler(), X.shape[1],
-                   lambda i: f"line {lines[i]}")
+                   lambda i: f"line {lines[i]}", test=test)
+    sequences, ids, first = _long_csv(frame, lines, name, source, y, exclude)
+    return Raw(name, source.target, object_array(sequences), y[first], "sequence", SequenceScaler(),
+               sequences[0].shape[1], lambda i: f"sequence {ids[i]!r} (line {lines[first[i]]})",
+               notes=[f"{len(ids)} sequences from {len(frame)} rows, grouped by {source.id_column!r}"], test=test)
+
+
+def _long_csv(frame: pd.DataFrame, lines: np.ndarray, name: str, source: SequenceCsvData, y: np.ndarray,
+              exclude: set[str]) -> tuple[list[np.ndarray], list[str], np.ndarray]:
+    """The sequences, their ids and the first row of each; the target must not change within a sequence."""
     sequences, ids, groups = long_sequences(frame, lines, name, source.id_column, source.time_column, exclude)
     for sequence_id, rows in zip(ids, groups):
         differs = np.flatnonzero(y[rows] != y[rows[0]])
@@ -157,7 +180,18 @@ def read_sequence_csv(source: SequenceCsvData, task: str | None) -> Raw:
             raise DataError(f"{name}: target {source.target!r} changes within sequence {sequence_id!r}: line "
                             f"{lines[rows[0]]} has {y[rows[0]]!r}, line {lines[other]} has {y[other]!r}; a sequence "
                             "has one target value on all its rows")
-    first = np.array([rows[0] for rows in groups])
-    return Raw(name, source.target, object_array(sequences), y[first], "sequence", SequenceScaler(),
-               sequences[0].shape[1], lambda i: f"sequence {ids[i]!r} (line {lines[first[i]]})",
-               notes=[f"{len(ids)} sequences from {len(frame)} rows, grouped by {source.id_column!r}"])
+    return sequences, ids, np.array([rows[0] for rows in groups])
+
+
+def _read_test(source: SequenceCsvData, values: list[str], task: str | None) -> FixedTest:
+    """data.test_path, with the training file's step (wide) or value (long) columns."""
+    name = str(source.test_path)
+    named = {c: role for c, role in _columns(source).items() if c != source.target}
+    roles = {**named, **dict.fromkeys(values, "time-step" if source.layout == "wide" else "value")}
+    frame, lines, y = read_test_table(source.test_path, source.delimiter, source.target, task, roles)
+    if source.layout == "wide":
+        return FixedTest(name, wide_sequences(frame[values], lines, name, set()), y, lambda i: f"line {lines[i]}")
+    frame = frame[[source.target, *named, *values]]
+    sequences, ids, first = _long_csv(frame, lines, name, source, y, {source.target})
+    return FixedTest(name, object_array(sequences), y[first],
+                     lambda i: f"sequence {ids[i]!r} (line {lines[first[i]]})")

@@ -1,4 +1,5 @@
-"""Which rows train, validate and test: a held-out test split, then one validation split or k folds."""
+"""Which rows train, validate and test: a held-out test split (none with a test file), then one
+validation split or k folds."""
 from __future__ import annotations
 
 import logging
@@ -23,28 +24,41 @@ class Split:
     folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None  # positions into `train`
 
 
-def split_rows(n: int, labels: np.ndarray | None, class_names, split: SplitSpec, seed: int, raw: Raw) -> Split:
-    """Test held out first; validation (or the k folds) from the rest. `labels`: encoded classes, or None."""
+def split_rows(n: int, labels: np.ndarray | None, class_names, split: SplitSpec, seed: int, raw: Raw,
+               fixed_test: bool = False) -> Split:
+    """Test held out first; validation (or the k folds) from the rest. `labels`: encoded classes, or None.
+
+    `fixed_test`: the test rows come from their own file (data.test_path), so none of these `n` rows is
+    held out for testing and split.test is not used.
+    """
     stratify = labels if split.stratify else None
-    n_test = math.ceil(split.test * n)  # the rounding train_test_split uses
+    n_test = 0 if fixed_test else math.ceil(split.test * n)  # the rounding train_test_split uses
+    held_out = "a test file" if fixed_test else f"test={split.test}"
     if split.cv_folds is not None:
         k = split.cv_folds
-        if n_test < 1 or n - n_test < k:
-            raise DataError(f"{raw.source}: {n} rows are too few for {k}-fold cross-validation with test={split.test}: "
+        if (n_test < 1 and not fixed_test) or n - n_test < k:
+            raise DataError(f"{raw.source}: {n} rows are too few for {k}-fold cross-validation with {held_out}: "
                             f"{n - n_test} non-test rows, {k} needed at least; add rows, lower split.cv_folds or "
                             "remove it to use one validation split")
-        rest, test = _holdout(np.arange(n), split.test, stratify, class_names, seed, raw)
+        rest, test = _test_rows(n, fixed_test, split.test, stratify, class_names, seed, raw)
         return Split(rest, np.empty(0, dtype=np.int64), test, _folds(rest, k, stratify, class_names, seed, raw))
 
     n_val = math.ceil(split.validation * (n - n_test))
-    sizes = {"train": n - n_test - n_val, "validation": n_val, "test": n_test}
+    sizes = {"train": n - n_test - n_val, "validation": n_val, **({} if fixed_test else {"test": n_test})}
     empty = [part for part, size in sizes.items() if size < 1]
     if empty:
-        raise DataError(f"{raw.source}: {n} rows are too few for split test={split.test}, validation={split.validation}: "
+        raise DataError(f"{raw.source}: {n} rows are too few for split {held_out}, validation={split.validation}: "
                         f"the {' and '.join(empty)} split would be empty; add rows or change the split fractions")
-    rest, test = _holdout(np.arange(n), split.test, stratify, class_names, seed, raw)
+    rest, test = _test_rows(n, fixed_test, split.test, stratify, class_names, seed, raw)
     train, val = _holdout(rest, split.validation, stratify, class_names, seed, raw)
     return Split(train, val, test)
+
+
+def _test_rows(n: int, fixed_test: bool, fraction: float, labels, class_names, seed: int, raw: Raw):
+    """(non-test rows, test rows) of the `n` rows read from data.path."""
+    if fixed_test:
+        return np.arange(n), np.empty(0, dtype=np.int64)
+    return _holdout(np.arange(n), fraction, labels, class_names, seed, raw)
 
 
 def _holdout(rows: np.ndarray, fraction: float, labels, class_names, seed: int, raw: Raw):

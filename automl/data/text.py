@@ -13,9 +13,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from automl.data.csvfile import check_columns, read_table, target_values
+from automl.data.csvfile import (
+    check_columns,
+    read_table,
+    read_test_table,
+    target_values,
+)
 from automl.data.preprocess import blank_to_nan
-from automl.data.raw import Raw
+from automl.data.raw import FixedTest, Raw
 from automl.errors import DataError
 from automl.spec import TextCsvData
 
@@ -95,5 +100,11 @@ def read_text_csv(source: TextCsvData, task: str | None) -> Raw:
         raise DataError(f"{name}: text column {source.text_column!r} is empty on every line; check data.text_column")
     notes = [f"{empty} empty text(s) in column {source.text_column!r} read as empty texts"] if empty else []
     encoder = TextEncoder(source.max_length, source.max_vocab, source.min_count, source.lowercase)
+    test = None
+    if source.test_path is not None:
+        test_frame, test_lines, test_y = read_test_table(source.test_path, source.delimiter, source.target, task,
+                                                         {source.text_column: "text"})
+        test = FixedTest(str(source.test_path), text_column(test_frame, source.text_column)[0], test_y,
+                         lambda i: f"line {test_lines[i]}")
     return Raw(name, source.target, texts, y, "text", encoder, 1, lambda i: f"line {lines[i]}",
-               feature_kinds={"text": 1}, notes=notes)
+               feature_kinds={"text": 1}, notes=notes, test=test)
