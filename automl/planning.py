@@ -19,6 +19,10 @@ FIRST_ORDER = ("adam", "adamw", "sgd")
 # L-BFGS trains full batch with a line search (tens of passes over the data per epoch): offered
 # for small tables only, where that costs less than one epoch of a CNN and often converges best
 LBFGS_MAX_TRAIN = 5000
+# recurrent and attention nets overfit a few hundred series (accuracy near chance on small UCR sets,
+# where 1-NN scores 0.9); left out there unless the spec includes them, see docs/benchmarks.md
+SMALL_SEQUENCE_SET = 1000
+DATA_HUNGRY_SEQUENCE_FAMILIES = ("rnn", "transformer")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ def choose_families(profile: Profile, families: dict[str, Family], spec: Familie
             choices.append(FamilyChoice(name, False, "not in the spec's include list"))
         elif not suits:
             choices.append(FamilyChoice(name, False, why))
+        elif spec.include is None and _too_few_series(name, profile):
+            choices.append(FamilyChoice(name, False, f"{profile.n_train} training series are too few for it to "
+                                                     "learn its own features; random kernels and small "
+                                                     "convolutional nets generalise better there"))
         else:
             extra = " (asked for in the spec)" if spec.include is not None else ""
             choices.append(FamilyChoice(name, True, why + extra))
@@ -54,6 +62,11 @@ def choose_families(profile: Profile, families: dict[str, Family], spec: Familie
         raise SpecError([("families", f"no model family fits this {profile.modality} data with these settings "
                                       f"({detail})")])
     return choices
+
+
+def _too_few_series(name: str, profile: Profile) -> bool:
+    return (name in DATA_HUNGRY_SEQUENCE_FAMILIES and profile.modality == "sequence"
+            and profile.n_train <= SMALL_SEQUENCE_SET)
 
 
 def training_params(profile: Profile) -> list[Param]:

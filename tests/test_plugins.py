@@ -19,7 +19,8 @@ SPACE = SearchSpace((Choice("family", ("mlp",)), Float("lr", 1e-4, 1e-1, log=Tru
 BUILTIN_STRATEGIES = ("asha", "bayesian", "evolutionary", "grid", "hyperband", "random", "tpe")
 
 
-BUILTIN_FAMILIES = ("cnn", "cnn1d", "embedding_bag", "mlp", "resmlp", "resnet", "rnn", "transformer")
+BUILTIN_FAMILIES = ("cnn", "cnn1d", "embedding_bag", "fcn", "mlp", "resmlp", "resnet", "rnn", "rocket",
+                    "transformer")
 
 
 def with_builtins(names: list[str]) -> list[str]:
