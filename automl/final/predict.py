@@ -2,7 +2,8 @@
 
 Only the run's model/ folder is read: model.json says which data kind the model was
 trained on (so the new file is read the same way), the fitted preprocessor turns it into
-model inputs, and the TorchScript model needs none of the training code.
+model inputs, and the TorchScript model needs none of the training code; the baseline, when
+asked for or chosen, is applied from its arrays (model/baseline.npz).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from automl.errors import AutoMLError, DataError
+from automl.final.baseline import baseline_predictions
 
 BATCH = 4096
 
@@ -30,10 +32,30 @@ def load_facts(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def chosen_model(facts: dict, which: str) -> str:
+    """`which` resolved: "single", "ensemble" or "baseline"; `default` is the run's choice on validation."""
+    return facts.get("default", "single") if which == "default" else which
+
+
+def model_label(facts: dict, which: str) -> str:
+    """The model `which` names, in words, so that the user knows what predicted."""
+    which = chosen_model(facts, which)
+    if which == "baseline":
+        return f"the baseline ({facts['baseline']['title']}, better on validation than the deep model)" \
+            if facts.get("default") == "baseline" else f"the baseline ({facts['baseline']['title']})"
+    if which == "ensemble":
+        return "the ensemble"
+    return "the best single model" + (" (refit on train+validation)" if facts.get("single") == "refit" else "")
+
+
 def model_file(run_dir: Path, facts: dict, which: str) -> Path:
     files = facts["files"]
-    if which == "default":
-        which = facts.get("default", "single")
+    which = chosen_model(facts, which)
+    if which == "baseline" and "baseline" not in files:
+        raise PredictError(f"{run_dir}: this run saved no baseline (the report says why: none applies to the data, "
+                           "or it was not better than the others); use --model single")
+    if which == "baseline":
+        return run_dir / "model" / files["baseline"]
     key = {"single": "torchscript", "ensemble": "ensemble"}[which]
     if key not in files:
         raise PredictError(f"{run_dir}: this run exported no {which} model (the ensemble needs at least two "
@@ -59,11 +81,16 @@ def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "defa
     if tuple(X.shape[1:]) != expected:
         raise DataError(f"{input_path}: gives inputs of shape {tuple(X.shape[1:])} per sample, the model expects "
                         f"{expected}; give a file laid out like the training data")
-    model = torch.jit.load(str(path), map_location="cpu").eval()
-    with torch.no_grad():
-        out = np.concatenate([model(torch.as_tensor(X[i:i + BATCH])).numpy() for i in range(0, len(X), BATCH)]) \
-            if len(X) else np.zeros((0,))
-    return _table(ids, out, facts)
+    if chosen_model(facts, which) == "baseline":
+        out = baseline_predictions(run_dir / "model", facts, X)
+    else:
+        model = torch.jit.load(str(path), map_location="cpu").eval()
+        with torch.no_grad():
+            out = np.concatenate([model(torch.as_tensor(X[i:i + BATCH])).numpy()
+                                  for i in range(0, len(X), BATCH)]) if len(X) else np.zeros((0,))
+    table = _table(ids, out, facts)
+    table.attrs["model"] = model_label(facts, which)
+    return table
 
 
 def _table(ids: list[str], out: np.ndarray, facts: dict) -> pd.DataFrame:
