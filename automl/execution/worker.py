@@ -22,7 +22,7 @@ import traceback
 from typing import Callable, Protocol
 
 from automl.execution.base import Runner
-from automl.execution.slots import Slot
+from automl.execution.slots import Slot, set_thread_env
 from automl.records import Reason, TrialOutcome, TrialRequest
 
 REPLY_TIMEOUT = 600.0  # a driver that never answers must not hang a worker forever
@@ -57,6 +57,7 @@ def build_in_process(setup_bytes: bytes, slot: Slot) -> tuple[Runner | None, str
     """For a worker with a process of its own (a spawned process, a Ray actor): the slot's
     environment before the setup imports torch or touches CUDA, then the pickled setup."""
     os.environ.update(slot.env)
+    set_thread_env()
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Ray sets them from num_cpus; the slot decides
         if name not in slot.env:
             os.environ[name] = str(slot.torch_threads)

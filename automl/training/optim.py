@@ -16,6 +16,12 @@ from torch import nn
 from automl.training.checkpoints import MemberState
 
 LBFGS_MAX_ITER = 20  # L-BFGS iterations per epoch (one full-batch step)
+# The line search's first trial of every step: 1 is the quasi-Newton step itself. A first-order
+# learning rate (1e-4..3e-2) there costs the search several extra passes per iteration to grow it
+# (on a 900-row table: 130 evaluations in 5 epochs instead of 36, for a worse loss).
+LBFGS_FIRST_STEP = 1.0
+# stochastic in train mode; batch norm is not (its statistics come from the same fixed chunks each time)
+_BATCH_NORMS = (nn.modules.batchnorm._BatchNorm,)
 
 
 def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -27,9 +33,45 @@ def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.O
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    if name == "lbfgs":  # full batch; the line search adapts the step, lr is its first trial step
-        return torch.optim.LBFGS(model.parameters(), lr=lr, max_iter=LBFGS_MAX_ITER, line_search_fn="strong_wolfe")
+    if name == "lbfgs":  # full batch; the searched lr does not apply: see LBFGS_FIRST_STEP
+        return torch.optim.LBFGS(model.parameters(), lr=LBFGS_FIRST_STEP, max_iter=LBFGS_MAX_ITER,
+                                 line_search_fn="strong_wolfe")
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def deterministic_train_mode(model: nn.Module) -> None:
+    """Train mode for an L-BFGS step: dropout off, batch norm on its chunk statistics.
+
+    The line search compares the loss at several points along one direction and L-BFGS
+    builds its curvature from gradient differences: both need the same function at every
+    evaluation. A fresh dropout mask per evaluation makes them compare noise, so the
+    search fails and the loss stays flat. Everything but batch norm therefore runs in
+    eval mode (dropout, and any other layer that is random only while training)."""
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, _BATCH_NORMS):
+            module.train()
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, forward_chunks) -> None:
+    """Running statistics of every batch-norm layer as the mean over `forward_chunks()`, the
+    training rows in chunks, with the weights as they are now.
+
+    The line search moved the weights many times within the step, each evaluation nudging
+    the running statistics; the model that is validated and exported needs those of its
+    final weights."""
+    norms = [m for m in model.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative mean over the chunks
+    deterministic_train_mode(model)
+    forward_chunks()
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
 
 
 def batches_per_epoch(n_rows: int, batch_size: int) -> int:

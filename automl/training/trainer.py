@@ -35,7 +35,16 @@ from automl.families.base import Family
 from automl.records import Reason, Status, TrialOutcome
 from automl.training.checkpoints import BestEpoch, Checkpoint, as_tensor, load_checkpoint, plain, save_checkpoint
 from automl.training.metrics import classification_metrics, regression_metrics, summarize_folds, to_loss
-from automl.training.optim import Member, Validation, batches_per_epoch, make_optimizer, make_scheduler, row_chunks
+from automl.training.optim import (
+    Member,
+    Validation,
+    batches_per_epoch,
+    deterministic_train_mode,
+    make_optimizer,
+    make_scheduler,
+    recalibrate_batch_norm,
+    row_chunks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +187,9 @@ class Trainer:
         optimizer = make_optimizer(model, config)
         lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         batches = 1 if lbfgs else batches_per_epoch(len(rows), int(config["batch_size"]))
-        scheduler = make_scheduler(optimizer, config, epochs, batches)
+        # the line search sets L-BFGS's every step (lr is only its first trial): a schedule would at best
+        # cost evaluations, and cosine's last epoch (lr 0) would not move at all
+        scheduler = None if lbfgs else make_scheduler(optimizer, config, epochs, batches)
         if scheduler is None:
             per_epoch = 0
         else:  # one-cycle steps after every batch, cosine once an epoch
@@ -232,24 +243,27 @@ class Trainer:
         return float(total) / max(seen, 1)
 
     def _lbfgs_epoch(self, member: Member, batch_size: int) -> float:
-        """One full-batch L-BFGS step (up to LBFGS_MAX_ITER iterations), without clipping.
+        """One full-batch L-BFGS step (up to LBFGS_MAX_ITER iterations), without clipping, in float32
+        (a closure optimizer cannot take a GradScaler), without dropout (`deterministic_train_mode`).
 
         The gradient is summed over chunks of `batch_size` rows: the exact full-batch gradient
         with the memory of one batch, so an out-of-memory retry with a smaller batch helps here too."""
         chunks = row_chunks(len(member.rows), batch_size)
+        model = member.model
+        deterministic_train_mode(model)
 
         def closure() -> torch.Tensor:
             member.optimizer.zero_grad(set_to_none=True)
             total = torch.zeros((), device=self.device)
             for chunk in chunks:
                 index = member.rows[chunk]
-                loss = self.loss_fn(member.model(member.X[index]), member.y[index]) * (len(index) / len(member.rows))
+                loss = self.loss_fn(model(member.X[index]), member.y[index]) * (len(index) / len(member.rows))
                 loss.backward()
                 total += loss.detach()
             return total
 
         loss = member.optimizer.step(closure)  # the loss before the step
-        member.after_batch()
+        recalibrate_batch_norm(model, lambda: [model(member.X[member.rows[chunk]]) for chunk in chunks])
         return float(loss)
 
     def _validate(self, members: list[Member], train_losses: list[float]) -> tuple[dict[str, float], np.ndarray]:

@@ -188,7 +188,7 @@ def test_setup_must_pickle():
 @pytest.mark.parametrize("workers, cpus, expected", [(None, 8, [8]), (1, 8, [8]), (3, 8, [2, 2, 2]),
                                                      (4, 2, [1, 1, 1, 1])])
 def test_cpu_slots_split_the_cores(workers, cpus, expected):
-    slots = plan_slots("cpu", workers, cpu_count=cpus)
+    slots = plan_slots("cpu", workers, cpu_count=cpus, environ={})
     assert [s.torch_threads for s in slots] == expected
     assert [s.index for s in slots] == list(range(len(expected)))
     assert all(s.device == "cpu" and not s.env for s in slots)

@@ -82,6 +82,27 @@ def test_lbfgs_takes_one_full_batch_step_per_epoch(classification, tmp_path, mon
     assert small.calls[0][1]["train_loss"] == pytest.approx(large.calls[0][1]["train_loss"], rel=1e-6)
 
 
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_lbfgs_trains_an_mlp_with_dropout_to_a_low_training_loss(classification, tmp_path, norm):
+    # dropout drawn anew at every evaluation made the line search compare noise: the loss stayed flat
+    config = {**CONFIG, "optimizer": "lbfgs", "lr": 1e-4, "lr_schedule": "cosine", "mlp.depth": 2,
+              "mlp.dropout": 0.4, "mlp.norm": norm}
+    report = Recorder()
+    outcome = accuracy_trainer(classification).run("0000", config, 3, tmp_path / "c.pt", report)
+    losses = [m["train_loss"] for _, m in report.calls]
+    assert losses[0] > 0.5 and losses[-1] < 0.1  # the loss at the start of each epoch
+    assert outcome.metrics["accuracy"] > 0.75
+
+
+def test_lbfgs_leaves_batch_norm_statistics_of_its_final_weights(classification):
+    # one chunk: the eval-mode model must compute the very function the line search minimised
+    config = {**CONFIG, "optimizer": "lbfgs", "batch_size": 256, "mlp.depth": 2, "mlp.norm": "batch"}
+    trainer = accuracy_trainer(classification)
+    model = trainer.fit_full("0000", config, 2)
+    X, y = trainer._all_rows()
+    assert trainer.loss_fn(trainer._outputs(model, X), y).item() < 0.01
+
+
 # --- LR schedules ---------------------------------------------------------------------------------------
 
 def test_cosine_anneals_to_zero_by_the_last_epoch(classification, tmp_path):
