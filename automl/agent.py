@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import importlib.util
 import logging
-import os
 import platform
 import socket
 import time
@@ -23,6 +22,7 @@ import torch
 import automl
 from automl.data import load_data
 from automl.data.base import PreparedData
+from automl.data.checks import DataChecks, check_data
 from automl.errors import AutoMLError, BudgetExhausted, PluginError, SpecError
 from automl.execution.threads import ThreadExecutor
 from automl.final.finish import finish_search, no_model_document
@@ -34,7 +34,7 @@ from automl.space import SearchSpace
 from automl.spec import METRICS, TaskSpec, spec_fingerprint
 from automl.search import Limits, Observers, SearchLoop, StopCause
 from automl.strategy_builder import StrategySetup, build_strategy, validate_options
-from automl.strategy_choice import AUTO, SearchFacts, StrategyChoice, choose_strategy
+from automl.strategy_choice import AUTO, SearchFacts, StrategyChoice, choose_strategy, trial_budget_note
 from automl.store import TrialStore
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
@@ -60,10 +60,16 @@ class Plan:
     strategy_options: Any
     strategy: StrategyChoice  # which strategy and why (named in the spec, or picked by `auto`)
     families: dict = field(default_factory=dict)
+    budget_note: str = ""  # how max_trials counts for a rung-ladder strategy, and whether it is enough
+    budget_too_small: bool = False
+    checks: DataChecks = field(default_factory=DataChecks)  # its refusals were raised unless refuse=False
 
 
-def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
-    """Load plugins and data and decide families and space; runs no trial, writes nothing."""
+def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = (), *, refuse: bool = True) -> Plan:
+    """Load plugins and data and decide families and space; runs no trial, writes nothing.
+
+    Data the checks refuse (too few rows, too many classes) raises a DataError unless `refuse`
+    is False (`automl init` looks first, then picks a split that fits)."""
     registry = discover(tuple(spec.plugins_dirs) + tuple(extra_plugin_dirs))
     if spec.strategy.name != AUTO:  # checked before the data is loaded: a typo fails at once
         _strategy_class_and_options(registry, spec.strategy.name, spec.strategy.options)
@@ -80,13 +86,18 @@ def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = ()) -> Plan:
     bad = [m for m in spec.metrics if task not in METRICS[m][1]]
     if bad:
         raise SpecError([("metrics", f"{', '.join(bad)} do(es) not apply to {task}")])
+    checks = check_data(data, spec.split, seed=spec.seed, drop_advice="list it in data.drop" if spec.data.source == "csv"
+                        else "remove it from the data")
+    if refuse:
+        checks.raise_refusals()
     metric_names = tuple(dict.fromkeys((metric, *spec.metrics)))
     families = {name: registry.family(name) for name in registry.names("families")}
     choices = choose_families(data.profile, families, spec.families)
     chosen = [c.family for c in choices if c.chosen]
     space = build_space(data.profile, families, chosen, spec.families)
     return plan_strategy(Plan(spec, registry, data, metric, direction, metric_names, choices, space, None, None,
-                              _named_or_auto(spec, space, registry), {n: families[n] for n in chosen}))
+                              _named_or_auto(spec, space, registry), {n: families[n] for n in chosen},
+                              checks=checks))
 
 
 def _named_or_auto(spec: TaskSpec, space: SearchSpace, registry: Registry) -> StrategyChoice:
@@ -107,6 +118,27 @@ def _strategy_class_and_options(registry: Registry, name: str, options: Mapping[
     return strategy_cls, validate_options(strategy_cls, options)
 
 
+def builtin_strategy_problems(raw: Any, plugin_dirs: Sequence[Path] = ()) -> list[tuple[str, str]]:
+    """What the built-in strategy a spec document names refuses in its options (or an unknown name),
+    found without the data or any plugin code, so that they are listed with the spec's own problems.
+    A strategy from a plugin folder or another package is checked by make_plan."""
+    strategy = raw.get("strategy") if isinstance(raw, Mapping) else None
+    name, options = (strategy.get("name"), strategy.get("options", {})) if isinstance(strategy, Mapping) else (None, None)
+    if not isinstance(name, str) or name in ("", AUTO) or not isinstance(options, Mapping):
+        return []  # the spec's own checks say what is wrong
+    registry = discover()  # entry points only: nothing is imported until a plugin is loaded
+    if name not in registry.names("strategies"):
+        if plugin_dirs or raw.get("plugins_dirs"):
+            return []  # it may come from a plugin folder
+    elif not (registry.get("strategies", name).target or "").startswith("automl."):
+        return []
+    try:
+        _strategy_class_and_options(registry, name, options)
+    except SpecError as error:
+        return error.problems
+    return []
+
+
 def plan_strategy(plan: Plan, choice: StrategyChoice | None = None) -> Plan:
     """The plan with `choice` (default: the plan's own) as its strategy, class and options checked.
 
@@ -115,9 +147,12 @@ def plan_strategy(plan: Plan, choice: StrategyChoice | None = None) -> Plan:
     is touched."""
     choice = choice or plan.strategy
     strategy_cls, options = _strategy_class_and_options(plan.registry, choice.name, choice.options)
-    build_strategy(strategy_cls, options, StrategySetup(plan.space, plan.spec.seed, float(plan.spec.budget.max_epochs)),
-                   registry=plan.registry)
-    return dataclasses.replace(plan, strategy_cls=strategy_cls, strategy_options=options, strategy=choice)
+    budget = plan.spec.budget
+    strategy = build_strategy(strategy_cls, options, StrategySetup(plan.space, plan.spec.seed, float(budget.max_epochs)),
+                              registry=plan.registry)
+    note, too_small = trial_budget_note(strategy, budget.max_trials, float(budget.max_epochs))
+    return dataclasses.replace(plan, strategy_cls=strategy_cls, strategy_options=options, strategy=choice,
+                               budget_note=note, budget_too_small=too_small)
 
 
 def versions() -> dict[str, str]:
@@ -158,6 +193,10 @@ class Agent:
         if resuming:
             plan = self._strategy_of_the_first_run(plan, store)
         self.plan, self.store = plan, store
+        if plan.budget_too_small:
+            log.warning("%s", plan.budget_note)
+        for finding in plan.checks.findings:
+            log.warning("data check: %s", finding.message)
         strategy_name = plan.strategy.name
         strategy_plugin = plan.registry.get("strategies", strategy_name)
         self._write_meta(plan, store, device, strategy_plugin.source, resuming)
@@ -169,7 +208,9 @@ class Agent:
         self.settings = settings
         context = TrialContext(plan.data, settings, tuple(plan.registry.family_ref(name) for name in plan.families),
                                self.run_dir / "checkpoints")
+        self.threads = (torch.get_num_threads(), "this process's torch threads")  # where no slot plans them
         executor, workers = self._make_executor(context, device)
+        log.info("%d worker(s), %d torch thread(s) each (%s)", workers, *self.threads)
         try:
             strategy = build_strategy(plan.strategy_cls, plan.strategy_options, self._strategy_setup(workers),
                                       registry=plan.registry)
@@ -193,6 +234,8 @@ class Agent:
             "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": strategy_name,
             "families": list(plan.families), "max_trials": budget.max_trials, "max_time": budget.max_time,
             "max_epochs": budget.max_epochs, "device": device, "workers": workers,
+            "threads": self.threads[0], "threads_note": self.threads[1],
+            "trials_unit": "full trainings" if self.loop.counts_full_trainings else "trials",
             "already_finished": sum(1 for t in store.trials() if t.finished)})
         try:
             search_end = self.loop.run(resubmit)
@@ -232,8 +275,9 @@ class Agent:
         store.set_meta("space", plan.space.to_dict())
         store.set_meta("profile", plan.data.profile.to_dict())
         store.set_meta("choices", [c.to_dict() for c in plan.choices])
+        store.set_meta("data_checks", [f.to_dict() for f in plan.checks.findings])
         store.set_meta("strategy", {**plan.strategy.to_dict(), "options": plan.strategy_options.model_dump(mode="json"),
-                                    "source": strategy_source})
+                                    "source": strategy_source, "budget_note": plan.budget_note})
         run = store.get_meta("run") if resuming else None
         started = run["started_at"] if run else time.time()
         store.set_meta("run", {"started_at": started, "resumed_at": time.time() if resuming else None,
@@ -273,28 +317,38 @@ class Agent:
             executor = RayExecutor(functools.partial(build_runner, context), workers=workers, address=execution.address,
                                    cpus_per_trial=execution.cpus_per_trial or 1.0,
                                    gpus_per_trial=execution.gpus_per_trial or 0.0)
+            self.threads = (executor.slots[0].torch_threads, "execution.cpus_per_trial")
             return executor, workers
         if execution.isolation == "threads":
             workers = execution.workers or 1
+            from automl.execution.slots import Slot, threads_per_worker
+
             if device == "cpu":  # split the cores so parallel trials do not fight over them
-                torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-            from automl.execution.slots import Slot
+                threads, why = threads_per_worker(workers)
+                torch.set_num_threads(threads)
+                self.threads = (threads, why)
 
             runner = build_runner(context)  # one trainer for every thread: they share the driver's data tensors
             slots = [Slot(i, device, torch.get_num_threads()) for i in range(workers)]
             return ThreadExecutor(lambda slot: runner, slots), workers
         from automl.execution.processes import ProcessExecutor
-        from automl.execution.slots import plan_slots
+        from automl.execution.slots import plan_slots, threads_per_worker
 
         slots = plan_slots(device, execution.workers, execution.trials_per_gpu)
+        self.threads = (slots[0].torch_threads, threads_per_worker(len(slots))[1])
         return ProcessExecutor(functools.partial(build_runner, context), slots), len(slots)
 
     # -- after the search ---------------------------------------------------------------------------
     def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:
         duration = self.loop.elapsed()
+        if self.settings.device == "cpu":  # the refit and the ensemble run here, alone: every usable core
+            from automl.execution.slots import threads_per_worker
+
+            torch.set_num_threads(threads_per_worker(1)[0])
         try:
             final = finish_search(self.spec, plan.data, plan.families, self.store, self.run_dir, self.settings,
-                                  stopped_because=stopped_because, duration=duration)
+                                  stopped_because=stopped_because, duration=duration,
+                                  progress=self.observers.phase)
         except AutoMLError:
             self._write_report()  # the trials and why no model came out of them
             raise

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from automl.errors import AutoMLError
+from automl.errors import AutoMLError, SpecError
 
 
 def _fail(error: AutoMLError) -> None:
@@ -20,19 +20,27 @@ def _fail(error: AutoMLError) -> None:
     sys.exit(error.exit_code)
 
 
-def _load(spec_path: str, overrides: dict):
-    from automl.spec import load_spec, parse_spec
+def _load(spec_path: str, overrides: dict, plugin_dirs=()):
+    """The spec with the command line's overrides; one SpecError lists every problem of both and
+    of the named built-in strategy's options."""
+    from automl.agent import builtin_strategy_problems
+    from automl.spec import parse_spec, read_spec
 
-    spec = load_spec(spec_path)
-    if overrides:
-        raw = spec.model_dump(mode="json")
-        for dotted, value in overrides.items():
-            target = raw
-            *parents, last = dotted.split(".")
-            for key in parents:
-                target = target.setdefault(key, {})
+    raw, problems = read_spec(spec_path)
+    for dotted, value in overrides.items():
+        target = raw
+        *parents, last = dotted.split(".")
+        for key in parents:
+            target = target.setdefault(key, {}) if isinstance(target, dict) else None
+        if isinstance(target, dict):  # else the spec's own problem at that field is reported
             target[last] = value
-        spec = parse_spec(raw, spec_path)
+    after = builtin_strategy_problems(raw, plugin_dirs)  # listed after the spec's own problems
+    try:
+        spec = parse_spec(raw, spec_path, Path(spec_path).resolve().parent, problems)
+    except SpecError as error:
+        raise SpecError(error.problems + after, spec_path) from None
+    if after:
+        raise SpecError(after, spec_path)
     return spec
 
 
@@ -41,6 +49,9 @@ def _load(spec_path: str, overrides: dict):
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """automl: give it a JSON spec and your data, get a tuned PyTorch model and a report."""
+    from automl.execution.slots import set_thread_env
+
+    set_thread_env()  # before anything loads torch: its OpenMP reads the environment once
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("matplotlib", "PIL", "h5py"):
@@ -84,7 +95,7 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
             overrides[key] = value
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        spec = _load(spec_path, overrides)
+        spec = _load(spec_path, overrides, plugins_dirs)
         observers = [] if quiet else [make_console_observer()]
         agent = Agent(spec, overwrite=overwrite, observers=observers,
                       plugin_dirs=[Path(p).resolve() for p in plugins_dirs])
@@ -100,9 +111,20 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
     click.echo(f"best trial {summary['best_trial_id']} ({summary['best_family']}): "
                f"validation {metric} {summary['val'][metric]:.4f}")
     labels = {"search": "best single model", "refit": "refit on train+validation", "ensemble": "ensemble"}
+    baseline = summary.get("baseline") or {}
+    used = "baseline" if baseline.get("used_by_predict") else summary.get("default_model")
     for key, entry in summary.get("models", {}).items():
-        chosen = " (used by predict)" if key == summary.get("default_model") else ""
+        chosen = " (used by predict)" if key == used else ""
         click.echo(f"  {labels.get(key, key)}: test {metric} {entry['test'].get(metric, float('nan')):.4f}{chosen}")
+    for entry in baseline.get("models", []):
+        if "skipped" in entry:
+            click.echo(f"  baseline {entry['title']}: skipped ({entry['skipped']})")
+            continue
+        chosen = " (used by predict)" if entry["saved"] and used == "baseline" else ""
+        click.echo(f"  baseline {entry['title']}: validation {metric} {entry['val'].get(metric, float('nan')):.4f}, "
+                   f"test {metric} {entry['test'].get(metric, float('nan')):.4f}{chosen}")
+    if baseline.get("message"):
+        click.echo(baseline["message"])
     click.echo(f"stopped: {summary['stopped_because']}; {summary['duration_s']:.1f} s")
     click.echo(f"report: {summary['report'].get('html', '-')}")
     click.echo(f"model: {Path(summary['run_dir']) / summary['model']['path']}")
@@ -111,14 +133,14 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False))
-@click.option("--no-data", is_flag=True, help="Check the spec only, without loading the data.")
+@click.option("--no-data", is_flag=True, help="Check the spec (and a built-in strategy's options) only, without "
+                                              "loading the data or plugin files.")
 def validate(spec_path, plugins_dirs, no_data):
     """Check a spec (and its data and plugins); print every problem; run nothing."""
     from automl.agent import make_plan
-    from automl.spec import load_spec
 
     try:
-        spec = load_spec(spec_path)
+        spec = _load(spec_path, {}, plugins_dirs)
         if no_data:
             click.echo(f"{spec_path}: the spec is valid")
             return
@@ -129,11 +151,17 @@ def validate(spec_path, plugins_dirs, no_data):
     click.echo(f"{spec_path}: valid")
     click.echo(f"  data: {profile.source}, {profile.modality} {profile.task}, {profile.n_samples} rows "
                f"({profile.n_train} train / {profile.n_val} validation / {profile.n_test} test)")
+    if profile.test_source:
+        click.echo(f"  test rows: {profile.n_test} from {profile.test_source} (data.test_path; split.test is not used)")
     click.echo(f"  metric: {plan.metric} ({plan.direction})")
     for choice in plan.choices:
         click.echo(f"  family {choice.family}: {'chosen' if choice.chosen else 'not used'} - {choice.reason}")
     click.echo(f"  search space: {len(plan.space)} parameters")
     click.echo(f"  strategy {plan.strategy.name}: {plan.strategy.reason}")
+    if plan.budget_note:
+        click.echo(f"  {'warning: ' if plan.budget_too_small else ''}budget: {plan.budget_note}")
+    for finding in plan.checks.findings:
+        click.echo(f"  warning: {finding.message}")
     click.echo(f"  run directory: {spec.output}")
 
 
@@ -175,9 +203,10 @@ def plugins(plugins_dirs):
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.option("--out", type=click.Path(dir_okay=False), default="predictions.csv", show_default=True,
               help="CSV to write: id, prediction and, for classification, one probability column per class.")
-@click.option("--model", "which", type=click.Choice(["default", "single", "ensemble"]), default="default",
-              show_default=True, help="default: the model the run chose (the ensemble when it beat the best "
-                                      "single model on validation).")
+@click.option("--model", "which", type=click.Choice(["default", "single", "ensemble", "baseline"]), default="default",
+              show_default=True, help="default: the model the run chose on validation (the ensemble when it beat "
+                                      "the best single model, the baseline when it beat the deep one); baseline: the "
+                                      "simple scikit-learn model the run saved.")
 def predict(run_dir, input_path, out, which):
     """Predict INPUT (a CSV, an .npz or an image folder, like the training data) with a run's model."""
     from automl.final.predict import predict_file
@@ -188,6 +217,7 @@ def predict(run_dir, input_path, out, which):
         _fail(error)
     table.to_csv(out, index=False)
     click.echo(f"{len(table)} prediction(s) written to {out}")
+    click.echo(f"model: {table.attrs.get('model', which)}")
 
 
 @main.command()
@@ -196,8 +226,10 @@ def predict(run_dir, input_path, out, which):
                                "else the last one.")
 @click.option("--out", type=click.Path(dir_okay=False), default="spec.json", show_default=True)
 @click.option("--name", help="Run name (default: from the file name).")
+@click.option("--test", "test", type=click.Path(exists=True),
+              help="The data set's own test file (or folder), read like DATA: data.test_path.")
 @click.option("--force", is_flag=True, help="Replace an existing spec file.")
-def init(data, target, out, name, force):
+def init(data, target, out, name, test, force):
     """Profile DATA (a CSV, an .npz or an image folder) and write a starter spec with the agent's choices."""
     import os
 
@@ -208,12 +240,14 @@ def init(data, target, out, name, force):
         click.echo(f"error: {out} exists; choose another --out or add --force to replace it", err=True)
         sys.exit(2)
     try:
-        document, reasons = draft_spec(Path(data), target, name)
+        document, reasons = draft_spec(Path(data), target, name, Path(test) if test else None)
     except AutoMLError as error:
         _fail(error)
     # the data path relative to the spec, as load_spec resolves it, so the pair can move together
     folder = out_path.resolve().parent
-    document["data"]["path"] = os.path.relpath(document["data"]["path"], folder)
+    for key in ("path", "test_path"):
+        if key in document["data"]:
+            document["data"][key] = os.path.relpath(document["data"][key], folder)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(document, indent=2) + "\n")
     for reason in reasons:

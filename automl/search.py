@@ -49,7 +49,7 @@ class Observers:
         def call(*args, **kwargs):
             for observer in list(self.observers):
                 try:
-                    getattr(observer, method)(*args, **kwargs)
+                    getattr(observer, method, lambda *a, **k: None)(*args, **kwargs)  # an event it predates
                 except Exception:
                     log.warning("observer %s failed in %s; it is switched off", type(observer).__name__, method,
                                 exc_info=True)

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
-import torch
+
+# idle OpenMP threads sleep instead of spinning, as the automl command sets it (before torch loads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 
 def write_spec(folder: Path, **overrides) -> Path:

@@ -245,7 +245,8 @@ def test_out_of_memory_is_retried_once_with_half_the_batch(tmp_path, limit, stat
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "oomy.py").write_text(OOM_FAMILY.replace("LIMIT", str(limit)))
     path = write_spec(tmp_path, plugins_dirs=["plugins"], budget={"max_trials": 1, "max_epochs": 2},
-                      families={"include": ["oomy"], "overrides": {"batch_size": {"choices": [32]}}})
+                      families={"include": ["oomy"], "overrides": {"batch_size": {"choices": [32]},
+                                                                   "optimizer": {"choices": ["adam"]}}})
     if status == "FAILED":
         with pytest.raises(Exception, match="no trial finished"):
             run(path)

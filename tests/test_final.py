@@ -9,8 +9,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from automl.agent import Agent
 from automl.cli import main
 from automl.final.models import FinalModels
+from automl.reporting.base import RunObserver
+from automl.spec import load_spec
 from tests.conftest import write_spec
 
 
@@ -44,3 +47,24 @@ def test_an_unreadable_ensemble_candidate_is_left_out(finished_run, caplog):
     checkpoint.write_bytes(b"not a checkpoint")
     assert FinalModels._validation_predictions(checkpoint) is None
     assert str(checkpoint) in caplog.text and "left out" in caplog.text
+
+
+class _Steps(RunObserver):
+    def __init__(self):
+        self.calls = []
+
+    def phase(self, name, seconds):
+        self.calls.append((name, seconds))
+
+
+def test_the_refit_and_the_ensemble_say_when_they_start_and_how_long_they_took(tmp_path, monkeypatch):
+    # they run in the driver after the search, for minutes on a large table: not in silence
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the run's torch threads: tiny models, a busy machine
+    steps = _Steps()
+    spec = write_spec(tmp_path, refit=True, budget={"max_trials": 2, "max_epochs": 2, "patience": None})
+    Agent(load_spec(spec), observers=[steps]).run()
+    names = [name for name, _ in steps.calls]
+    assert names[0].startswith("refit of trial") and "on 120 rows" in names[0]
+    assert "ensemble of the best trials" in names
+    for start, end in zip(steps.calls[::2], steps.calls[1::2]):  # each step: started, then done
+        assert start[0] == end[0] and start[1] is None and end[1] >= 0

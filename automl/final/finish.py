@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from automl.data.base import PreparedData
 from automl.errors import BudgetExhausted
 from automl.families.base import Family
+from automl.final.baseline import fit_baselines, judge, save_baseline
 from automl.final.export import export_model
 from automl.final.models import FinalModels
 from automl.spec import TaskSpec
@@ -17,6 +19,20 @@ from automl.store import TrialStore, best_trial
 from automl.training.trainer import Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[str, "float | None"], None]  # (step, None) as it starts, (step, seconds) when done
+
+
+@contextmanager
+def _step(progress: Progress | None, name: str):
+    """Tell `progress` that a step started and, unless it raised, how long it took: the refit and
+    the ensemble run in the driver and can take many minutes."""
+    if progress is not None:
+        progress(name, None)
+    start = time.monotonic()
+    yield
+    if progress is not None:
+        progress(name, time.monotonic() - start)
 
 
 def no_model_document(stopped_because: str, duration: float) -> dict[str, Any]:
@@ -27,7 +43,7 @@ def no_model_document(stopped_because: str, duration: float) -> dict[str, Any]:
 
 def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Family], store: TrialStore,
                   run_dir: Path, settings: TrainSettings, *, stopped_because: str,
-                  duration: float) -> dict[str, Any]:
+                  duration: float, progress: Progress | None = None) -> dict[str, Any]:
     """Store and return the `final` document, with the model exported under run_dir/model.
 
     Raises `BudgetExhausted` when no trial finished with a usable score (its `final` document
@@ -52,25 +68,32 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     if final_models.refit_wanted():
         epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
         try:
-            exported = trainer.fit_full(best.trial_id, final_models.trained_config(best, saved), epochs)
+            with _step(progress, f"refit of trial {best.trial_id} on {final_models.refit_rows()} rows, "
+                                 f"{epochs} epoch{'s' if epochs != 1 else ''}"):
+                exported = trainer.fit_full(best.trial_id, final_models.trained_config(best, saved), epochs)
         except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
             refit_error = str(error)
             log.warning("the refit failed (%s); the best trial's own model is exported", error)
         else:
             models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
                                "test": final_models.test_metrics(exported)}
-    ensemble_net, ensemble = final_models.ensemble(trials)
+    with _step(progress, "ensemble of the best trials"):
+        ensemble_net, ensemble = final_models.ensemble(trials)
     if ensemble is not None:
         models["ensemble"] = ensemble
     default = "ensemble" if ensemble is not None and ensemble["beats_single"] else ("refit" if "refit" in models
                                                                                    else "search")
+    with _step(progress, "baselines (simple scikit-learn models)"):
+        baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed)
+    judge(baseline, settings.metric, val.get(settings.metric), (models[default].get("val") or val).get(settings.metric))
     model_info = export_model(exported, data, best.config, best.trial_id, settings.metric, run_dir / "model",
                               data_source=spec.data.model_dump(mode="json"), ensemble=ensemble_net,
                               default="ensemble" if default == "ensemble" else "single",
                               single="refit" if "refit" in models else "search")
+    save_baseline(baseline, baseline_model, data, run_dir / "model")
     final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val,
              "test": models[default]["test"], "models": models, "default_model": default,
-             "model": model_info, "finished_at": time.time(), "duration_s": duration,
+             "model": model_info, "baseline": baseline, "finished_at": time.time(), "duration_s": duration,
              "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {})}
     store.set_meta("final", final)
     return final

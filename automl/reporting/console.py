@@ -116,6 +116,9 @@ class RichConsoleObserver(RunObserver):
             if s.remaining is not None:
                 time_text += f", {_duration(s.remaining)} remaining"
             head.add_row("time", time_text)
+            if s.info.get("threads"):
+                head.add_row("workers", f"{s.info.get('workers')} x {s.info['threads']} torch threads "
+                                        f"({s.info.get('threads_note')})")
 
             running = Table(title="running", title_justify="left", expand=False)
             for column in ("trial", "family", "epoch", s.metric or "val metric"):
@@ -149,6 +152,9 @@ class RichConsoleObserver(RunObserver):
         with self._lock:
             self._state.finish(record, best, n_finished, elapsed)
         self._refresh()
+
+    def phase(self, name: str, seconds: float | None) -> None:
+        self.console.print(_phase_line(name, seconds))  # above the live view
 
     def run_finished(self, summary: Mapping[str, Any]) -> None:
         self.close()  # leave the last frame on screen, then a plain summary under it
@@ -185,7 +191,9 @@ class LogConsoleObserver(RunObserver):
                                                      ("max_time", "s")) if info.get(k) is not None]
         self._emit(f"run {info.get('name', '')} started: strategy={info.get('strategy')} "
                    f"metric={info.get('metric')} ({info.get('direction')}) "
-                   f"budget={', '.join(limits) or 'none'} device={info.get('device')}")
+                   f"budget={', '.join(limits) or 'none'} device={info.get('device')}"
+                   + (f" workers={info['workers']}x{info['threads']} threads ({info.get('threads_note')})"
+                      if info.get("threads") else ""))
 
     def trial_started(self, trial_id: str, config: Mapping[str, Any], budget: float | None) -> None:
         params = " ".join(f"{k}={_fmt(v)}" for k, v in config.items())
@@ -203,6 +211,9 @@ class LogConsoleObserver(RunObserver):
                    + (f" ({why})" if why else "")
                    + f" | best {s.best_text()} | {s.budget()} finished, {_duration(elapsed)} elapsed")
 
+    def phase(self, name: str, seconds: float | None) -> None:
+        self._emit(_phase_line(name, seconds))
+
     def run_finished(self, summary: Mapping[str, Any]) -> None:
         self._emit(_summary_line(self._state, summary))
 
@@ -213,6 +224,10 @@ def _why(record: TrialRecord) -> str:
         return record.reason
     lines = (record.error or "").strip().splitlines()
     return lines[-1] if lines else ""
+
+
+def _phase_line(name: str, seconds: float | None) -> str:
+    return f"{name}: started" if seconds is None else f"{name}: done in {_duration(seconds)}"
 
 
 def _summary_line(state: _Progress, summary: Mapping[str, Any]) -> str:

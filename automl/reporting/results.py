@@ -16,7 +16,7 @@ from automl.store import TrialRecord, TrialStore, ranked_trials
 
 TOP = 10  # leaderboard rows
 META_KEYS = ("spec", "metric", "direction", "metrics", "space", "profile", "choices", "strategy", "run", "final",
-             "strategy_fallback")
+             "strategy_fallback", "data_checks")
 COUNTED = {Status.COMPLETE: "completed", Status.PRUNED: "pruned", Status.FAILED: "failed"}  # per-family counts
 
 
@@ -148,7 +148,8 @@ def model_part(final: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
 def final_part(final: dict[str, Any]) -> dict[str, Any]:
     """What the agent recorded once the search was over (all None mid-run)."""
     keys = {"test": "test", "final_val": "val", "models": "models", "default_model": "default_model",
-            "refit_error": "refit_error", "finished_at": "finished_at", "stopped_because": "stopped_because"}
+            "refit_error": "refit_error", "finished_at": "finished_at", "stopped_because": "stopped_because",
+            "baseline": "baseline"}
     return {name: final.get(key) for name, key in keys.items()}
 
 
@@ -180,6 +181,7 @@ def build(meta: dict[str, Any], trials: list[TrialRecord], run_dir: Path) -> dic
         "failures": failures_part(trials),
         "model": model_part(final or {}, run_dir),
         "profile": meta.get("profile"),
+        "data_checks": meta.get("data_checks"),  # warnings about the data (data/checks.py); None before they ran
         "space": meta.get("space"),
         "run": run,
         "seed": spec.get("seed"),

@@ -97,6 +97,8 @@ def summary_section(r: dict[str, Any]) -> Section:
             ("Duration", format_duration(r["duration_s"]))]
     if r["stopped_because"]:
         rows.append(("Stopped because", r["stopped_because"]))
+    if (r.get("baseline") or {}).get("message"):
+        rows.append(("Baseline", r["baseline"]["message"]))
     return Section("Summary", [Table(FACTS, rows)])
 
 
@@ -109,6 +111,22 @@ def data_section(r: dict[str, Any]) -> Section:
     blocks: list[Block] = [Table(("Property", "Value"), rows)] if rows else [Paragraph("Not profiled yet.")]
     blocks += [Paragraph(f"Note: {note}") for note in profile.get("notes") or []]
     return Section("Data", blocks)
+
+
+CHECK_TITLES = {"leakage": "Possible leak", "duplicates": "Duplicates across splits", "constant": "Constant columns",
+                "id_like": "ID-like columns", "classes": "Classes"}
+
+
+def data_checks_section(r: dict[str, Any]) -> Section | None:
+    """What the checks before the search found (absent from runs older than the checks)."""
+    findings = r.get("data_checks")
+    if findings is None:
+        return None
+    if not findings:
+        return Section("Data checks", [Paragraph("No leak, duplicate across splits, constant or ID-like column, "
+                                                 "or class without training rows found.")])
+    rows = [(CHECK_TITLES.get(f.get("check"), str(f.get("check"))), str(f.get("message"))) for f in findings]
+    return Section("Data checks", [Table(("Check", "Finding"), rows)])
 
 
 def families_section(r: dict[str, Any]) -> Section:
@@ -125,6 +143,8 @@ def strategy_section(r: dict[str, Any]) -> Section:
     rows = [("Strategy", str(strategy.get("name", "—"))), ("Chosen", chosen if strategy.get("name") else "—")]
     if strategy.get("chosen_by") == "auto" and strategy.get("reason"):
         rows.append(("Why", str(strategy["reason"])))
+    if strategy.get("budget_note"):
+        rows.append(("Budget", str(strategy["budget_note"])))
     rows += [("Source", str(strategy.get("source") or "—")), ("Seed", format_value(r["seed"]))]
     blocks: list[Block] = [Table(FACTS, rows)]
     if strategy.get("options"):
@@ -191,10 +211,37 @@ def _final_models_table(r: dict[str, Any]) -> Table:
     for key, title in MODEL_TITLES.items():
         entry = models.get(key)
         if entry:
-            used = " (used by `automl predict`)" if key == r.get("default_model") else ""
+            used = " (used by `automl predict`)" if key == r.get("default_model") and not _baseline_used(r) else ""
             rows.append((title + used, format_value((entry.get("val") or {}).get(metric)),
                          format_value((entry.get("test") or {}).get(metric))))
     return Table(("Model", f"Validation {metric}", f"Test {metric}"), rows)
+
+
+def _baseline_used(r: dict[str, Any]) -> bool:
+    return bool((r.get("baseline") or {}).get("used_by_predict"))
+
+
+def baseline_section(r: dict[str, Any]) -> Section | None:
+    """The simple scikit-learn models, scored on the validation and test rows the deep models were."""
+    baseline, metric = r.get("baseline"), r["metric"]
+    if not baseline:
+        return None
+    rows = []
+    for entry in baseline.get("models") or []:
+        if "skipped" in entry:
+            rows.append((entry["title"], "—", "—", f"skipped: {entry['skipped']}"))
+            continue
+        used = ", used by `automl predict`" if _baseline_used(r) else ""
+        notes = [f"{entry['rows']} training rows, {format_duration(entry['seconds'])}",
+                 entry.get("note"), f"saved as model/baseline.npz{used}" if entry.get("saved") else None]
+        rows.append((entry["title"], format_value(entry["val"].get(metric)), format_value(entry["test"].get(metric)),
+                     "; ".join(n for n in notes if n)))
+    blocks: list[Block] = [Paragraph(baseline["message"])] if baseline.get("message") else []
+    if rows:
+        blocks.append(Table(("Baseline", f"Validation {metric}", f"Test {metric}", "Notes"), rows))
+    blocks.append(Paragraph(baseline.get("note") or "Each baseline was fit on the training rows the trials used, "
+                            "on the same preprocessed inputs, and scored on the same validation and test rows."))
+    return Section("Baseline: a simple model on the same split", blocks)
 
 
 def exported_model_section(r: dict[str, Any]) -> Section | None:
@@ -252,7 +299,8 @@ def status_line(r: dict[str, Any]) -> str:
 
 def build_document(r: dict[str, Any], plotted: Iterable[str]) -> Document:
     """The whole report from the results.json content and the stems of the plots drawn."""
-    sections = [summary_section(r), data_section(r), families_section(r), strategy_section(r),
-                leaderboard_section(r), best_model_section(r), final_models_section(r), exported_model_section(r),
-                plots_section(plotted), failures_section(r), memory_infeasible_section(r), run_facts_section(r)]
+    sections = [summary_section(r), data_section(r), data_checks_section(r), families_section(r), strategy_section(r),
+                leaderboard_section(r), best_model_section(r), final_models_section(r), baseline_section(r),
+                exported_model_section(r), plots_section(plotted), failures_section(r), memory_infeasible_section(r),
+                run_facts_section(r)]
     return Document(r["name"], status_line(r), [s for s in sections if s is not None])
