@@ -8,7 +8,8 @@
     result.best_config, result.best_value
 
 The objective receives the config and the budget the strategy chose (None-free: the
-full budget is `max_budget`) and returns a number (the metric) or a dict of metrics
+full budget is `max_budget`; for `asha` and `hyperband`, whose trials get part of it, `max_trials`
+counts full budgets, each trial its share) and returns a number (the metric) or a dict of metrics
 holding `metric`. An exception or a non-finite value makes that trial FAILED; the
 search goes on.
 """
