@@ -14,7 +14,7 @@ from automl.spec import load_spec
 from tests.conftest import write_spec
 
 PREDICT = textwrap.dedent("""\
-    import json, pickle, sys
+    import json, sys
     import numpy as np, torch
     sys.modules["automl"] = None  # prove the model needs nothing from the package
     run_dir, X_path = sys.argv[1], sys.argv[2]

@@ -148,6 +148,7 @@ def test_the_final_models_are_scored_on_test_and_the_default_is_exported(tmp_pat
     else:
         assert not (tmp_path / "run" / "model" / "ensemble.pt").exists() and "ensemble" not in facts["files"]
     assert results["test"] == models[results["default_model"]]["test"]
+    assert facts["files"]["preprocessor"] == "preprocessor.json" and not (tmp_path / "run" / "model" / "preprocessor.pkl").exists()
     report = (tmp_path / "run" / "report.md").read_text()
     assert "refit on train+validation" in report and "(used by `automl predict`)" in report
 

@@ -29,7 +29,8 @@ class Raw:
     features: Any  # pandas DataFrame, numpy array, or object array (file paths, texts, ragged sequences)
     y: np.ndarray  # target values, none missing: numbers, or text labels
     modality: str  # "tabular" | "image" | "sequence" | "text"
-    preprocessor: Any  # unfitted; fit on the training rows of `features`, must pickle
+    preprocessor: Any  # unfitted; fit on the training rows of `features`; must pickle (workers) and be a class
+    # automl.final.preprocessor_io can save as JSON (the export never pickles it)
     n_features: int  # raw feature columns before encoding
     where: Callable[[int], str]  # row index -> "line 7" / "row 6" / a file name, for messages
     feature_kinds: dict[str, int] | None = None

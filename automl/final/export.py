@@ -3,13 +3,13 @@
 model/model.pt is TorchScript: `torch.jit.load` gives a module that maps preprocessed
 inputs to class probabilities (classification) or predictions in the target's units
 (regression); model/ensemble.pt, when the run built an ensemble, is the same for the
-weighted ensemble. model/preprocessor.pkl holds the fitted input transform
-(scikit-learn style), model/model.json the facts needed to use them.
+weighted ensemble. model/preprocessor.json holds the fitted input transform as data
+(`preprocessor_io.load_preprocessor` rebuilds it; never a pickle, so loading a run directory
+runs no code), model/model.json the facts needed to use them.
 """
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,11 +17,13 @@ import torch
 from torch import nn
 
 from automl.data.base import PreparedData
+from automl.final.preprocessor_io import save_preprocessor
 
 HOW_TO_LOAD = """\
-import pickle, torch
+import torch
+from automl.final.preprocessor_io import load_preprocessor
 model = torch.jit.load("model/model.pt")            # no automl import needed
-prep = pickle.load(open("model/preprocessor.pkl", "rb"))  # None when inputs need no transform
+prep = load_preprocessor("model")  # model/preprocessor.json, no pickle; None when inputs need no transform
 X = prep.transform(raw_rows) if prep is not None else raw_array   # shape (n, *input_shape)
 out = model(torch.as_tensor(X))  # class probabilities, or predictions (text: X holds int64 token ids)
 """
@@ -60,16 +62,16 @@ def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], 
     what model.pt holds: the best trial's model ("search") or its configuration refit ("refit")."""
     out_dir.mkdir(parents=True, exist_ok=True)
     profile = data.profile
+    preprocessor = save_preprocessor(data.preprocessor, out_dir)  # first: an unknown class fails before the model
     _trace(net, data, out_dir / "model.pt")
     torch.save(net.state_dict(), out_dir / "state_dict.pt")
-    files = {"torchscript": "model.pt", "state_dict": "state_dict.pt", "preprocessor": "preprocessor.pkl"}
+    files = {"torchscript": "model.pt", "state_dict": "state_dict.pt", "preprocessor": preprocessor}
     if ensemble is not None:
         _trace(ensemble, data, out_dir / "ensemble.pt")
         files["ensemble"] = "ensemble.pt"
     else:
         (out_dir / "ensemble.pt").unlink(missing_ok=True)  # a rerun without an ensemble leaves no stale one
-    with open(out_dir / "preprocessor.pkl", "wb") as handle:
-        pickle.dump(data.preprocessor, handle)
+    (out_dir / "preprocessor.pkl").unlink(missing_ok=True)  # an older export's pickle: never loaded, not kept
     facts = {
         "trial_id": trial_id,
         "family": config["family"],

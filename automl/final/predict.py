@@ -8,7 +8,6 @@ asked for or chosen, is applied from its arrays (model/baseline.npz).
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pandas as pd
 
 from automl.errors import AutoMLError, DataError
 from automl.final.baseline import baseline_predictions
+from automl.final.preprocessor_io import load_preprocessor
 
 BATCH = 4096
 
@@ -63,6 +63,17 @@ def model_file(run_dir: Path, facts: dict, which: str) -> Path:
     return run_dir / "model" / files[key]
 
 
+def saved_preprocessor(run_dir: Path, facts: dict):
+    """The fitted preprocessor from model/preprocessor.json; an older run's pickle is refused, never loaded."""
+    name = facts["files"]["preprocessor"]
+    if not name.endswith(".json"):
+        raise PredictError(f"{run_dir / 'model' / name}: a pickled preprocessor from an older automl; it is not "
+                           "loaded, because unpickling a file can run any code it holds. Export the model "
+                           "anew as JSON by running `automl run` again with the run's spec and run directory (the "
+                           "finished trials are not trained again), then predict")
+    return load_preprocessor(run_dir / "model", name)
+
+
 def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "default") -> pd.DataFrame:
     """One row per input sample: its id, the prediction and, for classification, the class probabilities."""
     import torch
@@ -72,8 +83,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "defa
     run_dir, input_path = Path(run_dir), Path(input_path)
     facts = load_facts(run_dir)
     path = model_file(run_dir, facts, which)
-    with open(run_dir / "model" / facts["files"]["preprocessor"], "rb") as handle:
-        preprocessor = pickle.load(handle)
+    preprocessor = saved_preprocessor(run_dir, facts)
     features, ids = read_inputs(facts["data"], input_path)
     X = preprocessor.transform(features) if preprocessor is not None else features
     X = np.asarray(X, dtype=np.dtype(facts.get("input_dtype", "float32")))
