@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.metrics import balanced_accuracy_score, r2_score
 from sklearn.model_selection import KFold
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
@@ -119,7 +120,7 @@ def single_column_score(column: Column, y: np.ndarray, task: str, seed: int = 0)
     the other folds, so a relabelling of the target scores 1 and an ID scores nothing."""
     x, y = np.asarray(column.values), np.asarray(y)
     classes = task == "classification"
-    score = _balanced_accuracy if classes else _r2
+    score = balanced_accuracy_score if classes else r2_score
     truth, guess = [], []
     for train, test in KFold(LEAK_FOLDS, shuffle=True, random_state=seed).split(x):
         if column.kind == "categorical":
@@ -132,9 +133,14 @@ def single_column_score(column: Column, y: np.ndarray, task: str, seed: int = 0)
                 warnings.simplefilter("ignore")
                 guess.append(model.fit(x[train, None], y[train]).predict(x[test, None]))
         truth.append(y[test])
-        if score(truth[-1], guess[-1]) < LEAK_SCORE - 0.08:  # one fold this far below: the rest cannot lift it
-            return score(truth[-1], guess[-1])
-    return score(np.concatenate(truth), np.concatenate(guess))
+        with warnings.catch_warnings():  # a class only guessed, never true, in a small fold
+            warnings.simplefilter("ignore")
+            fold = float(score(truth[-1], guess[-1]))
+        if fold < LEAK_SCORE - 0.08:  # one fold this far below: the rest cannot lift it
+            return fold
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(score(np.concatenate(truth), np.concatenate(guess)))
 
 
 def _lookup(codes: np.ndarray, y: np.ndarray, query: np.ndarray, classes: bool) -> np.ndarray:
@@ -151,15 +157,6 @@ def _lookup(codes: np.ndarray, y: np.ndarray, query: np.ndarray, classes: bool) 
         known = np.bincount(codes, weights=y, minlength=size) / np.maximum(counts, 1)
         fallback = y.mean()
     return np.where(seen[query], known[query], fallback)
-
-
-def _balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
-    return float(np.mean([np.mean(guess[truth == k] == k) for k in np.unique(truth)]))
-
-
-def _r2(truth: np.ndarray, guess: np.ndarray) -> float:
-    spread = float(np.sum((truth - truth.mean()) ** 2))
-    return 1.0 - float(np.sum((truth - guess) ** 2)) / spread if spread > 0 else 0.0
 
 
 def row_keys(X: np.ndarray) -> list[bytes]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -29,7 +28,10 @@ from typing import Any
 import numpy as np
 
 from automl.data.base import PreparedData
+from automl.execution.slots import usable_cores
+from automl.files import finite_number
 from automl.metrics import METRICS, compute_metrics
+from automl.training.metrics import to_loss
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +231,7 @@ def fit_baselines(data: PreparedData, metric_names, seed: int) -> tuple[dict[str
     best_saved: Fitted | None = None
     start = time.perf_counter()
     # half the cores: gradient boosting's OpenMP threads crawl on a machine that is shared
-    with threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2)), warnings.catch_warnings():
+    with threadpool_limits(limits=max(1, usable_cores() // 2)), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings: the iteration cap is part of the baseline
         for candidate in found:
             try:
@@ -257,11 +259,11 @@ def _direction(metric: str) -> str:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    return finite_number(value) is not None
 
 
 def _better(a: float, b: float, direction: str) -> bool:
-    return a > b if direction == "maximize" else a < b
+    return to_loss(a, direction) < to_loss(b, direction)
 
 
 def judge(document: dict[str, Any], metric: str, deep_val: float | None,
