@@ -207,8 +207,8 @@ class TrialStore:
     def _upgrade(self) -> None:
         """Create a new database at the current version, or migrate an older one: all in one transaction."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")  # inside the try: a signal can land just after it succeeded
             version = db.execute("PRAGMA user_version").fetchone()[0]  # again, now that no one else can write
             self._check_version(version)
             if version < SCHEMA_VERSION:
@@ -243,12 +243,14 @@ class TrialStore:
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
         with self._lock, self._guard():
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN inside the try: a signal (SIGTERM raises in the main thread) can land just after
+                # BEGIN succeeded, and the open transaction would refuse every later write
+                self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(sql, tuple(params))
                 self._db.execute("COMMIT")
             except BaseException:
-                # a signal can land after COMMIT succeeded: then there is nothing to roll back
+                # it can also land after COMMIT succeeded: then there is nothing to roll back
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise

@@ -294,3 +294,35 @@ def test_writes_refuse_a_status_or_reason_nobody_knows(tmp_path):
         store.close()
     with pytest.raises(ValueError):
         TrialRecord("t", 0, None, {}, None, None, "DONE", None, {}, 0, None, None, None, 0.0, None, None)
+
+
+class _InterruptAfterBegin:
+    """A connection that raises, as a SIGTERM handler would, just after BEGIN succeeded."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db, self.armed = db, True
+
+    def execute(self, sql, *args):
+        cursor = self._db.execute(sql, *args)
+        if self.armed and sql == "BEGIN IMMEDIATE":
+            self.armed = False
+            raise KeyboardInterrupt
+        return cursor
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def test_a_signal_just_after_begin_leaves_no_open_transaction(tmp_path):
+    store = TrialStore(tmp_path / "trials.db")
+    try:
+        store.add_trial("t0", {})
+        real, store._db = store._db, _InterruptAfterBegin(store._db)
+        with pytest.raises(KeyboardInterrupt):
+            store.start_trial("t0", "w0")
+        store._db = real
+        assert not real.in_transaction
+        store.set_meta("elapsed_before", 1.5)  # what the driver writes on its way out
+        assert store.get_meta("elapsed_before") == 1.5 and store.trial("t0").status is Status.PENDING
+    finally:
+        store.close()
