@@ -58,15 +58,6 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread. A BaseException like KeyboardInterrupt, so that no
-    `except Exception` on the way (an observer guard, a report writer) swallows it."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
-
-
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: the spec's output).")
@@ -81,6 +72,7 @@ def _raise_terminated(signum, frame):
 @click.option("--quiet", is_flag=True, help="No live progress view.")
 def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, plugins_dirs, overwrite, quiet):
     """Run the search a spec describes; run it again to resume."""
+    from automl import interrupts
     from automl.agent import Agent
     from automl.reporting.console import make_console_observer
 
@@ -93,7 +85,8 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
                        ("execution.device", device), ("execution.workers", workers)):
         if value is not None:
             overrides[key] = value
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    # SIGTERM and Ctrl-C: raised at once, or at the search loop's next safe point (automl/interrupts.py)
+    previous = {signum: signal.signal(signum, interrupts.handle) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         spec = _load(spec_path, overrides, plugins_dirs)
         observers = [] if quiet else [make_console_observer()]
@@ -102,11 +95,12 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
         summary = agent.run()
     except AutoMLError as error:
         _fail(error)
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, interrupts.Terminated):
         click.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
         sys.exit(130)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     metric = summary["metric"]
     click.echo(f"best trial {summary['best_trial_id']} ({summary['best_family']}): "
                f"validation {metric} {summary['val'][metric]:.4f}")
@@ -135,7 +129,10 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
 @click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False))
 @click.option("--no-data", is_flag=True, help="Check the spec (and a built-in strategy's options) only, without "
                                               "loading the data or plugin files.")
-def validate(spec_path, plugins_dirs, no_data):
+@click.option("--trust-plugins", is_flag=True, help="Import the plugin files of the spec's plugins_dirs to check "
+                                                    "them too (this runs their code). Folders given with "
+                                                    "--plugins-dir are imported without it.")
+def validate(spec_path, plugins_dirs, no_data, trust_plugins):
     """Check a spec (and its data and plugins); print every problem; run nothing."""
     from automl.agent import make_plan
 
@@ -144,9 +141,21 @@ def validate(spec_path, plugins_dirs, no_data):
         if no_data:
             click.echo(f"{spec_path}: the spec is valid")
             return
-        plan = make_plan(spec, [Path(p).resolve() for p in plugins_dirs])
+        untrusted = [] if trust_plugins else _untrusted_plugin_files(spec)
+        needed = _plugins_the_spec_names(spec, untrusted)
+        if needed:
+            click.echo(f"{spec_path}: the spec is valid; its data and plugins were not checked")
+            click.echo(f"  {', '.join(sorted(needed))} come(s) from plugin files of plugins_dirs, which validate "
+                       f"does not import: a spec's plugin files are code ({', '.join(map(str, untrusted))}). "
+                       "Read them, then pass --trust-plugins to check everything.")
+            return
+        plan = make_plan(spec.model_copy(update={"plugins_dirs": ()}) if untrusted else spec,
+                         [Path(p).resolve() for p in plugins_dirs])
     except AutoMLError as error:
         _fail(error)
+    if untrusted:
+        click.echo(f"  note: {len(untrusted)} plugin file(s) of plugins_dirs not imported, so the plan above "
+                   "leaves out what they define (--trust-plugins to import them): " + ", ".join(map(str, untrusted)))
     profile = plan.data.profile
     click.echo(f"{spec_path}: valid")
     click.echo(f"  data: {profile.source}, {profile.modality} {profile.task}, {profile.n_samples} rows "
@@ -163,6 +172,26 @@ def validate(spec_path, plugins_dirs, no_data):
     for finding in plan.checks.findings:
         click.echo(f"  warning: {finding.message}")
     click.echo(f"  run directory: {spec.output}")
+
+
+def _untrusted_plugin_files(spec) -> list[Path]:
+    from automl.plugins import plugin_files
+
+    return [path for folder in spec.plugins_dirs for path in plugin_files(Path(folder))]
+
+
+def _plugins_the_spec_names(spec, files: list[Path]) -> set[str]:
+    """The strategy and families the spec names that only these files (unimported) declare."""
+    from automl.plugins import declared_names, discover
+
+    if not files:
+        return set()
+    declared = set().union(*(declared_names(path) for path in files))
+    registry = discover()  # entry points: installed packages, which the user chose to install
+    known = set(registry.names("strategies")) | set(registry.names("families"))
+    named = {spec.strategy.name, *(spec.families.include or ()), *spec.families.exclude,
+             *(key.split(".")[0] for key in spec.families.overrides if "." in key)}
+    return (named & declared) - known
 
 
 @main.command()

@@ -9,6 +9,7 @@ failure is a PluginError that names the plugin and where it came from.
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -148,13 +149,30 @@ def _import_file(path: Path):
         raise PluginError(f"plugin file {path} failed to import: {type(error).__name__}: {error}") from error
 
 
-def _file_plugins(folder: Path) -> list[Plugin]:
+def plugin_files(folder: Path) -> list[Path]:
+    """The files of a plugins folder that discovery imports, in the order it imports them."""
     if not folder.is_dir():
         raise PluginError(f"plugins folder {folder} does not exist or is not a folder")
+    return [path for path in sorted(folder.glob("*.py")) if not path.name.startswith("_")]
+
+
+def declared_names(path: Path) -> set[str]:
+    """The `name = "..."` of each top-level class in a plugin file, read from its syntax tree:
+    what the file would provide, found without running any of it."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    return {statement.value.value for node in tree.body if isinstance(node, ast.ClassDef)
+            for statement in node.body if isinstance(statement, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "name" for t in statement.targets)
+            and isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str)}
+
+
+def _file_plugins(folder: Path) -> list[Plugin]:
     found = []
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
+    for path in plugin_files(folder):
+        log.info("importing plugin file %s", path)  # code runs: say whose, before it does
         module = _import_file(path)
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if obj.__module__ != module.__name__:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
+from automl import interrupts
 from automl.errors import PluginError
 from automl.files import finite_number
 from automl.execution.base import TrialEvent, TrialRequest
@@ -96,10 +97,11 @@ def observation_of(record: TrialRecord, metric: str, direction: str, with_histor
 
 class CallThread:
     """One daemon thread that runs calls in order. Daemon, unlike a ThreadPoolExecutor's
-    workers, so a strategy call that never returns cannot keep the process alive."""
+    workers, so a strategy call that never returns cannot keep the process alive. A SimpleQueue:
+    its put is one C call, which no signal can interrupt while it holds the queue's lock."""
 
     def __init__(self) -> None:
-        self._jobs: "queue.Queue[tuple | None]" = queue.Queue()
+        self._jobs: "queue.SimpleQueue[tuple | None]" = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="automl-strategy", daemon=True).start()
 
     def _serve(self) -> None:
@@ -165,13 +167,25 @@ class SearchLoop:
             return default
         future = self._calls.submit(function, *args)
         try:
-            return future.result(timeout=self.call_timeout)
+            return self._result(future)
         except concurrent.futures.TimeoutError:
             self._calls.shutdown()  # the stuck thread is abandoned, a fresh one serves the fallback
             self._calls = CallThread()
             raise self._plugin_error(f"did not return from {method}() within {self.call_timeout:g} s") from None
         except Exception as error:
             raise self._plugin_error(f"raised in {method}(): {type(error).__name__}: {error}") from error
+
+    def _result(self, future: concurrent.futures.Future):
+        """The call's result within call_timeout, waiting in short slices so that a signal noted
+        meanwhile is raised here, outside the future's lock."""
+        deadline = time.monotonic() + self.call_timeout
+        while True:
+            try:
+                return future.result(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                interrupts.raise_pending()
+                if time.monotonic() >= deadline:
+                    raise
 
     def _guarded(self, action, retry: bool = True):
         try:
@@ -281,7 +295,8 @@ class SearchLoop:
         """Run until a budget or the strategy ends the search; returns why it stopped."""
         self._resubmit = list(resubmit)
         try:
-            return self._loop()
+            with interrupts.deferred():
+                return self._loop()
         except BaseException:
             self._record_finished()
             raise
@@ -293,6 +308,7 @@ class SearchLoop:
         executor = self.executor
         strategy_done = False
         while True:
+            interrupts.raise_pending()  # a safe point: Ctrl-C or SIGTERM noted since the last one
             for event in executor.events(timeout=0):  # tell the strategy everything before asking again
                 self._handle(event)
             stop = self.budget_left()

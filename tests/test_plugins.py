@@ -138,9 +138,14 @@ def test_builtin_random_strategy_asks_reproducible_suggestions():
 
 # --- plugin folders ------------------------------------------------------------------------
 
-def test_a_plugin_file_strategy_is_discovered_and_usable(tmp_path):
+def test_a_plugin_file_strategy_is_discovered_and_usable(tmp_path, caplog):
+    from automl.plugins import declared_names
+
     path = write(tmp_path / "plugins", "middle.py", GOOD_STRATEGY)
-    registry = discover([tmp_path / "plugins"])
+    assert "middle" in declared_names(path)  # read off the syntax tree, before any import
+    with caplog.at_level("INFO", logger="automl.plugins"):
+        registry = discover([tmp_path / "plugins"])
+    assert f"importing plugin file {path}" in caplog.text  # named before its code runs
     assert registry.names("strategies") == with_builtins(["middle", "random"])
     assert registry.names("families") == families_with_builtins([])  # the imported MLPFamily is not a second "mlp"
     plugin = registry.get("strategies", "middle")

@@ -138,3 +138,27 @@ def test_validate_without_data_imports_no_plugin_file(tmp_path):
     assert result.exit_code == 0 and "valid" in result.output, result.output
     unknown = invoke("validate", write(tmp_path, {"name": "x", "data": IRIS, "strategy": {"name": "mine"}}), "--no-data")
     assert unknown.exit_code == 2 and "strategy.name" in unknown.output and "asha" in unknown.output
+
+
+def test_validate_runs_no_code_from_a_specs_plugin_folder_unless_trusted(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    marker = tmp_path / "ran"
+    (plugins / "mine.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from automl.strategies.random import RandomStrategy\n"
+        "class Mine(RandomStrategy):\n    name = 'mine'\n")
+    uses_it = write(tmp_path, {"name": "x", "data": IRIS, "plugins_dirs": ["plugins"], "strategy": {"name": "mine"}})
+    result = invoke("validate", uses_it)
+    assert result.exit_code == 0 and not marker.exists(), result.output
+    assert "mine come(s) from plugin files" in result.output and "--trust-plugins" in result.output
+    assert str(plugins / "mine.py") in result.output
+    # trusted: imported and checked
+    result = invoke("validate", uses_it, "--trust-plugins")
+    assert result.exit_code == 0 and marker.exists() and "strategy mine: named in the spec" in result.output, result.output
+    marker.unlink()
+    # a spec that does not name them is checked in full, the files listed as left out
+    other = write(tmp_path, {"name": "y", "data": IRIS, "plugins_dirs": ["plugins"], "strategy": {"name": "random"}})
+    result = invoke("validate", other)
+    assert result.exit_code == 0 and "metric: accuracy" in result.output and not marker.exists(), result.output
+    assert "1 plugin file(s) of plugins_dirs not imported" in result.output

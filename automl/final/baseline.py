@@ -2,15 +2,18 @@
 the same validation and test rows, so that a run says what the deep search bought over them.
 
 Tables get a linear model (logistic regression / ridge) and, when cheap, histogram gradient
-boosting; sequences a 1-nearest-neighbour (Euclidean, on the flattened sequence) and a linear
-model; small images a linear model on the pixels; text a linear model on bag-of-words counts.
+boosting; sequences a 1-nearest-neighbour (Euclidean, on the flattened sequence), ROCKET (10,000
+fixed random convolution kernels, Dempster et al. 2020) with a ridge model whose penalty is chosen
+by leave-one-out, and a linear model; small images a linear model on the pixels; text a linear model on bag-of-words counts.
 Each sees the preprocessed inputs the deep models see. The cost is bounded: above the caps
 below a baseline trains on a random subsample of the training rows, or is skipped, and says so.
 With cross-validation its validation score is the mean over the same folds as the trials'.
+When the deep model is refit on the training and validation rows, so is the saved baseline
+(after its validation score was taken), and its test score is the refit model's.
 
 The best storable baseline on validation is saved as data, never as code: its arrays in
 model/baseline.npz (read with allow_pickle=False: coefficients for a linear model, the
-training rows for 1-NN) and its facts in model/model.json. Gradient boosting cannot be stored
+training rows for 1-NN; ROCKET's kernels come from a fixed seed and are rebuilt) and its facts in model/model.json. Gradient boosting cannot be stored
 without pickle, so it is scored and reported but never saved.
 """
 from __future__ import annotations
@@ -43,16 +46,22 @@ BOOST_MAX_CELLS = 2_000_000  # training rows x features x trees per round for gr
 NEIGHBOUR_MAX_CELLS = 2_000_000  # stored training rows x inputs for 1-NN (8 MB of float32)
 NEIGHBOUR_MAX_WORK = 10_000_000_000  # query rows x stored rows x inputs for 1-NN
 LINEAR_ITERATIONS = 300
+ROCKET_KERNELS = 10_000  # the paper's default: 20,000 features (PPV and max of each kernel)
+ROCKET_MAX_TRAIN = 2_000  # training rows: ROCKET's closed-form head is for few series; more are subsampled
+ROCKET_MAX_SCORED = 20_000  # validation + test rows whose features are computed; above it, no ROCKET
+RIDGE_ALPHAS = np.logspace(-3, 3, 10)  # the paper's grid, chosen by leave-one-out
+PREDICT_CHUNK = 4_096  # rows `automl predict` applies a baseline to at once (ROCKET: 80 MB of features)
 FILE = "baseline.npz"
 TITLES = {"logistic_regression": "logistic regression", "ridge": "ridge regression",
-          "gradient_boosting": "histogram gradient boosting", "nearest_neighbour": "1-nearest-neighbour"}
+          "gradient_boosting": "histogram gradient boosting", "nearest_neighbour": "1-nearest-neighbour",
+          "rocket_ridge": "ROCKET kernels + ridge"}
 
 
 @dataclass(frozen=True)
 class Candidate:
     name: str  # a key of TITLES
     kind: str  # "linear" | "boosting" | "nearest"
-    inputs: str  # "flat": the preprocessed inputs flattened | "words": bag-of-words of token ids
+    inputs: str  # "flat": the inputs flattened | "words": bag-of-words of token ids | "rocket": kernel features
 
 
 def candidates(data: PreparedData) -> tuple[list[Candidate], str | None]:
@@ -69,13 +78,21 @@ def candidates(data: PreparedData) -> tuple[list[Candidate], str | None]:
     if inputs > MAX_FLAT_INPUTS:
         return [], f"no baseline: {inputs} values per sample (over {MAX_FLAT_INPUTS})"
     if profile.modality == "sequence":
-        return [Candidate("nearest_neighbour", "nearest", "flat"), Candidate(linear, "linear", "flat")], None
+        found = [Candidate("nearest_neighbour", "nearest", "flat"), Candidate(linear, "linear", "flat")]
+        if len(data.X_val) + len(data.X_test) <= ROCKET_MAX_SCORED:
+            # first: on a tie on validation (small sets) the first listed is kept, and ROCKET is the
+            # strongest of the three on the UCR archive (Dempster et al. 2020)
+            found.insert(0, Candidate("rocket_ridge", "linear", "rocket"))
+        return found, None
     return [Candidate(linear, "linear", "flat")], None
 
 
 # -- inputs and outputs: shared by the run and by `automl predict`, so both compute the same ------
 def model_inputs(X: np.ndarray, inputs: str, vocab_size: int | None = None):
-    """What a baseline reads: the flattened inputs, or log(1 + word counts) of token ids (sparse)."""
+    """What a baseline reads: the flattened inputs, log(1 + word counts) of token ids (sparse), or
+    ROCKET's features of (n, steps, channels) sequences."""
+    if inputs == "rocket":
+        return rocket_features(X)
     if inputs == "words":
         from scipy import sparse
 
@@ -88,6 +105,20 @@ def model_inputs(X: np.ndarray, inputs: str, vocab_size: int | None = None):
         counts.data = np.log1p(counts.data)
         return counts
     return np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+
+
+def rocket_features(X: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """(n, steps, channels) -> (n, 2 * ROCKET_KERNELS) float32: the kernels of the `rocket` family,
+    drawn from its fixed seed, so the run and `automl predict` compute the same features."""
+    import torch
+
+    from automl.families.rocket import RandomKernels
+
+    X = np.asarray(X, dtype=np.float32)
+    kernels = RandomKernels(X.shape[1], X.shape[2], ROCKET_KERNELS)
+    with torch.no_grad():
+        parts = [kernels(torch.from_numpy(X[i:i + chunk])).numpy() for i in range(0, len(X), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, kernels.features), np.float32)
 
 
 def outputs(kind: str, arrays: Mapping[str, np.ndarray], Z, task: str, n_classes: int) -> np.ndarray:
@@ -158,12 +189,30 @@ def _fit(candidate: Candidate, Z, y: np.ndarray, task: str, seed: int) -> Fitted
         return Fitted(candidate, None, cls(random_state=seed).fit(Z, y))
     from sklearn.linear_model import LogisticRegression, Ridge
 
+    if candidate.inputs == "rocket":
+        return _fit_ridge_cv(candidate, Z, y, classification)
     if classification:
         model = LogisticRegression(max_iter=LINEAR_ITERATIONS).fit(Z, y)
         return Fitted(candidate, {"coef": model.coef_, "intercept": model.intercept_,
                                   "classes": model.classes_.astype(np.int64)})
     model = Ridge(alpha=1.0).fit(Z, y)
     return Fitted(candidate, {"coef": np.atleast_2d(model.coef_), "intercept": np.atleast_1d(model.intercept_)})
+
+
+def _fit_ridge_cv(candidate: Candidate, Z: np.ndarray, y: np.ndarray, classification: bool) -> Fitted:
+    """Ridge on standardised features, its penalty chosen by leave-one-out (scikit-learn's efficient
+    form), as ROCKET's authors fit it; the standardisation is folded into the saved coefficients."""
+    from sklearn.linear_model import RidgeClassifierCV, RidgeCV
+
+    mean, scale = Z.mean(axis=0), Z.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = (RidgeClassifierCV if classification else RidgeCV)(alphas=RIDGE_ALPHAS).fit((Z - mean) / scale, y)
+    coef = np.atleast_2d(model.coef_) / scale
+    intercept = np.atleast_1d(model.intercept_) - coef @ mean
+    arrays = {"coef": coef, "intercept": intercept}
+    if classification:
+        arrays["classes"] = model.classes_.astype(np.int64)
+    return Fitted(candidate, arrays)
 
 
 def _row_cap(candidate: Candidate, data: PreparedData) -> int:
@@ -173,6 +222,8 @@ def _row_cap(candidate: Candidate, data: PreparedData) -> int:
     if candidate.kind == "boosting":
         trees = profile.n_classes if (profile.n_classes or 0) > 2 else 1
         return min(MAX_ROWS, BOOST_MAX_CELLS // (per_row * trees))
+    if candidate.inputs == "rocket":
+        return ROCKET_MAX_TRAIN
     if candidate.kind == "nearest":
         queries = max(1, (len(data.X_train) if data.cv else len(data.X_val)) + len(data.X_test))
         return min(MAX_ROWS, NEIGHBOUR_MAX_CELLS // per_row, NEIGHBOUR_MAX_WORK // (queries * per_row))
@@ -183,18 +234,19 @@ def _metrics(names, task: str, y: np.ndarray, predictions: np.ndarray) -> dict[s
     return compute_metrics(names, task, y, predictions) if len(y) else {}
 
 
-def _evaluate(candidate: Candidate, data: PreparedData, names, seed: int) -> tuple[dict[str, Any], Fitted]:
-    """(the report entry with validation and test scores, the model fit on every training row allowed)."""
+def _evaluate(candidate: Candidate, data: PreparedData, names, seed: int,
+              refit: bool) -> tuple[dict[str, Any], Fitted]:
+    """(the report entry with validation and test scores, the model fit on every row allowed: the
+    training rows, and the validation rows too when `refit`)."""
     profile, task = data.profile, data.profile.task
     n_classes = profile.n_classes or 0
     cap = _row_cap(candidate, data)
     rng = np.random.default_rng(seed)
 
-    def fit(rows: np.ndarray) -> Fitted:
+    def fit(rows: np.ndarray, X: np.ndarray = data.X_train, y: np.ndarray = data.y_train) -> Fitted:
         if len(rows) > cap:
             rows = np.sort(rng.choice(rows, cap, replace=False))
-        return _fit(candidate, model_inputs(data.X_train[rows], candidate.inputs, profile.vocab_size),
-                    data.y_train[rows], task, seed)
+        return _fit(candidate, model_inputs(X[rows], candidate.inputs, profile.vocab_size), y[rows], task, seed)
 
     def score(fitted: Fitted, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         Z = model_inputs(X, candidate.inputs, profile.vocab_size)
@@ -205,23 +257,31 @@ def _evaluate(candidate: Candidate, data: PreparedData, names, seed: int) -> tup
         folds = [score(fit(train), data.X_train[held], data.y_train[held]) for train, held in data.folds]
         val = {name: float(np.mean([fold[name] for fold in folds])) for name in folds[0]}
     fitted = fit(np.arange(len(data.X_train)))
+    rows = len(data.X_train)
     if not data.cv:
         val = score(fitted, data.X_val, data.y_val)
+        if refit and len(data.X_val):  # as the deep model: its validation score taken, it learns from those rows too
+            rows += len(data.X_val)
+            fitted = fit(np.arange(rows), np.concatenate([data.X_train, data.X_val]),
+                         np.concatenate([data.y_train, data.y_val]))
     entry: dict[str, Any] = {"name": candidate.name, "title": TITLES[candidate.name], "val": val,
-                             "test": score(fitted, data.X_test, data.y_test), "rows": min(cap, len(data.X_train)),
+                             "test": score(fitted, data.X_test, data.y_test), "rows": min(cap, rows),
                              "seconds": time.perf_counter() - start, "saved": False}
     notes = [f"validation: the mean over the {len(data.folds)} folds" if data.cv else "",
-             f"trained on a random {cap} of the {len(data.X_train)} training rows, to bound its cost"
-             if cap < len(data.X_train) else "",
+             "refit on the training and validation rows after its validation score"
+             if rows > len(data.X_train) else "",
+             f"trained on a random {cap} of the {rows} rows, to bound its cost" if cap < rows else "",
              "scored only: it cannot be saved without pickle" if fitted.arrays is None else ""]
     if any(notes):
         entry["note"] = "; ".join(n for n in notes if n)
     return entry, fitted
 
 
-def fit_baselines(data: PreparedData, metric_names, seed: int) -> tuple[dict[str, Any], Fitted | None]:
+def fit_baselines(data: PreparedData, metric_names, seed: int,
+                  refit: bool = False) -> tuple[dict[str, Any], Fitted | None]:
     """The `baseline` document (every baseline's scores) and the fitted baseline worth saving, if any:
-    the storable one best on the selection metric, `metric_names[0]`, on validation."""
+    the storable one best on the selection metric, `metric_names[0]`, on validation. `refit`: fit
+    the saved models on the validation rows too, as the deep model's refit does."""
     from threadpoolctl import threadpool_limits
 
     metric = metric_names[0]
@@ -235,7 +295,7 @@ def fit_baselines(data: PreparedData, metric_names, seed: int) -> tuple[dict[str
         warnings.simplefilter("ignore")  # convergence warnings: the iteration cap is part of the baseline
         for candidate in found:
             try:
-                entry, fitted = _evaluate(candidate, data, metric_names, seed)
+                entry, fitted = _evaluate(candidate, data, metric_names, seed, refit)
             except (_Skip, ValueError, ArithmeticError, MemoryError, np.linalg.LinAlgError) as error:
                 log.warning("baseline %s skipped: %s", candidate.name, error)
                 document["models"].append({"name": candidate.name, "title": TITLES[candidate.name],
@@ -269,8 +329,10 @@ def _better(a: float, b: float, direction: str) -> bool:
 def judge(document: dict[str, Any], metric: str, deep_val: float | None,
           predict_val: float | None) -> dict[str, Any]:
     """The document with the best baseline on validation, whether the deep search beat it, and
-    whether `automl predict` should use the saved baseline: only when it is strictly better on
-    validation than the deep model predict would otherwise use (`predict_val`)."""
+    whether `automl predict` should use the saved baseline: when it is at least as good on
+    validation as the deep model predict would otherwise use (`predict_val`). A tie goes to the
+    baseline: the deep score is the best of many trials on the same rows, so it is the optimistic
+    one, and on a small validation split (where ties happen) the simpler model is the safer bet."""
     direction = _direction(metric)
     scored = [m for m in document["models"] if _finite((m.get("val") or {}).get(metric))]
     document.update(best=None, deep_beats_baseline=None, used_by_predict=False, message=None)
@@ -288,7 +350,7 @@ def judge(document: dict[str, Any], metric: str, deep_val: float | None,
     document["deep_beats_baseline"] = beats
     saved = next((m for m in scored if m["name"] == document["saved"]), None)
     document["used_by_predict"] = bool(saved and _finite(predict_val)
-                                       and _better(saved["val"][metric], predict_val, direction))
+                                       and not _better(predict_val, saved["val"][metric], direction))
     if beats:
         message = (f"The deep search's best model (validation {metric} {deep_val:.4f}) beat the best baseline, "
                    f"{best['title']} ({value:.4f}).")
@@ -328,5 +390,6 @@ def baseline_predictions(model_dir: Path, facts: Mapping[str, Any], X: np.ndarra
     info = facts["baseline"]
     with np.load(model_dir / facts["files"]["baseline"], allow_pickle=False) as saved:
         arrays = {key: saved[key] for key in saved.files}
-    Z = model_inputs(X, info["inputs"], info.get("vocab_size"))
-    return outputs(info["kind"], arrays, Z, facts["task"], int(info.get("n_classes") or 0))
+    parts = [outputs(info["kind"], arrays, model_inputs(X[i:i + PREDICT_CHUNK], info["inputs"], info.get("vocab_size")),
+                     facts["task"], int(info.get("n_classes") or 0)) for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
+    return np.concatenate(parts)

@@ -84,7 +84,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     default = "ensemble" if ensemble is not None and ensemble["beats_single"] else ("refit" if "refit" in models
                                                                                    else "search")
     with _step(progress, "baselines (simple scikit-learn models)"):
-        baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed)
+        baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed, refit=final_models.refit_wanted())
     judge(baseline, settings.metric, val.get(settings.metric), (models[default].get("val") or val).get(settings.metric))
     model_info = export_model(exported, data, best.config, best.trial_id, settings.metric, run_dir / "model",
                               data_source=spec.data.model_dump(mode="json"), ensemble=ensemble_net,

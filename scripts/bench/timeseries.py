@@ -1,14 +1,18 @@
 """Suite 6: small time-series classification sets, the agent against 1-NN and logistic regression.
 
     python scripts/bench/timeseries.py --out bench_results/timeseries [--work DIR] \
-        [--datasets GunPoint ItalyPowerDemand ...] [--max-trials 12] [--max-time 100] [--max-epochs 100]
-        [--families rocket fcn ...] [--cv-folds 5]
+        [--datasets GunPoint ItalyPowerDemand ...] [--protocol init|holdout] [--max-time 100]
+        [--max-trials N] [--max-epochs N] [--families rocket fcn ...] [--cv-folds 5]
 
 The sets are the UCR/UEA archive files that the aeon package ships inside itself (`pip install aeon
 --no-deps` is enough: the .ts files are read here, aeon is never imported, so its numba is not
-needed). For each set, the official TRAIN file becomes an NPZ (kind "sequence") that the agent
-runs on with its defaults (strategy auto, every family that suits, its own validation split,
-refit, ensemble, classical baselines) under the budget given; the exported model then predicts the
+needed). For each set, the official TRAIN file becomes an NPZ that the agent runs on. Protocol
+"init" (the default) is a user's path: the spec `automl init train.npz --test test.npz` writes
+(for these sizes: 5-fold cross-validation, 20 trials, 30 epochs, patience 8, strategy auto, the
+families that suit), with --max-time added and any budget option given replacing init's.
+Protocol "holdout" is a fixed spec: one validation split of 25 %, max 12 trials, 100 epochs,
+patience 20 (or the options given), strategy auto, every family that suits. Both refit, ensemble
+and fit the classical baselines; the exported model then predicts the
 official TEST file (automl.final.predict.predict_file) and that accuracy is "ours", with "model used"
 naming what `automl predict` chose on validation; "deep model" is the best deep model alone (--model
 single). The TEST file is also the run's own test set (`data.test_path`), so every TRAIN row
@@ -82,16 +86,25 @@ def run_agent(name: str, X_train, y_train, X_test, y_test, folder: Path, args) -
     from automl.final.predict import predict_file
     from automl.spec import load_spec
 
+    from automl.init_spec import draft_spec
+
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "train.npz", X=X_train, y=y_train)
     np.savez(folder / "test.npz", X=X_test, y=y_test)
-    spec = {"name": name, "seed": args.seed,
-            # the official TEST file is the run's test set (data.test_path): no TRAIN row is held out for it
-            "data": {"source": "npz", "path": "train.npz", "kind": "sequence", "test_path": "test.npz"},
-            "budget": {"max_trials": args.max_trials, "max_time": args.max_time, "max_epochs": args.max_epochs,
-                       "patience": args.patience},
-            "split": {"validation": 0.25, "cv_folds": args.cv_folds},
-            "output": "run", "execution": {"isolation": "threads"}}
+    given = {key: value for key, value in (("max_trials", args.max_trials), ("max_epochs", args.max_epochs),
+                                           ("patience", args.patience)) if value is not None}
+    if args.protocol == "init":
+        # the official TEST file is the run's test set (data.test_path): no TRAIN row is held out for it
+        spec, _ = draft_spec(folder / "train.npz", test=folder / "test.npz", name=name)
+        spec["budget"].update(given)
+    else:
+        spec = {"name": name, "split": {"validation": 0.25},
+                "data": {"source": "npz", "path": "train.npz", "kind": "sequence", "test_path": "test.npz"},
+                "budget": {"max_trials": 12, "max_epochs": 100, "patience": 20, **given}}
+    spec.update(seed=args.seed, output="run", execution={"isolation": "threads"})
+    spec["budget"]["max_time"] = args.max_time
+    if args.cv_folds:
+        spec["split"] = {"cv_folds": args.cv_folds}
     if args.families:
         spec["families"] = {"include": list(args.families)}
     (folder / "spec.json").write_text(json.dumps(spec))
@@ -115,10 +128,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None,
                         help="the NPZ files and run directories (default: a temporary folder)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
-    parser.add_argument("--max-trials", type=int, default=12)
+    parser.add_argument("--protocol", choices=("init", "holdout"), default="init",
+                        help="init: the spec `automl init` writes; holdout: one 25 %% validation split")
+    parser.add_argument("--max-trials", type=int, default=None)
     parser.add_argument("--max-time", type=float, default=100.0)
-    parser.add_argument("--max-epochs", type=int, default=100)
-    parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--families", nargs="*", default=None, help="only these families (default: the agent's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cv-folds", type=int, default=None,
