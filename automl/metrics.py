@@ -39,7 +39,10 @@ class Metric:
             predictions = predictions.argmax(axis=1)
         kwargs = dict(self.kwargs)
         if self.uses == "proba":
-            predictions = np.clip(predictions, 1e-15, 1)
+            # float64 rows that sum to one: float32 softmax rows and an ensemble's weighted means
+            # are off by ~1e-7, which scikit-learn's log_loss warns about at every call
+            predictions = np.clip(np.asarray(predictions, dtype=np.float64), 1e-15, 1)
+            predictions = predictions / predictions.sum(axis=1, keepdims=True)
         if labels is not None and self.name in ("f1_macro", "log_loss"):
             kwargs["labels"] = labels  # classes absent from this split still count
         return float(getattr(skm, self.function)(y_true, predictions, **kwargs))
