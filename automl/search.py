@@ -10,13 +10,12 @@ import concurrent.futures
 import enum
 import logging
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from automl import interrupts
+from automl.call_thread import CallThread, result_in_slices
 from automl.errors import PluginError
 from automl.files import finite_number
 from automl.execution.base import TrialEvent, TrialRequest
@@ -95,33 +94,6 @@ def observation_of(record: TrialRecord, metric: str, direction: str, with_histor
                        resume_from=record.resume_from, history=history)
 
 
-class CallThread:
-    """One daemon thread that runs calls in order. Daemon, unlike a ThreadPoolExecutor's
-    workers, so a strategy call that never returns cannot keep the process alive. A SimpleQueue:
-    its put is one C call, which no signal can interrupt while it holds the queue's lock."""
-
-    def __init__(self) -> None:
-        self._jobs: "queue.SimpleQueue[tuple | None]" = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="automl-strategy", daemon=True).start()
-
-    def _serve(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            future, function, args = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(function(*args))
-                except BaseException as error:
-                    future.set_exception(error)
-
-    def submit(self, function, *args) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._jobs.put((future, function, args))
-        return future
-
-    def shutdown(self) -> None:
-        self._jobs.put(None)
-
-
 class SearchLoop:
     def __init__(self, strategy: Strategy, *, label: str, space: SearchSpace, store: TrialStore, executor,
                  limits: Limits, metric: str, direction: str, observers: Observers | None = None,
@@ -167,25 +139,13 @@ class SearchLoop:
             return default
         future = self._calls.submit(function, *args)
         try:
-            return self._result(future)
+            return result_in_slices(future, self.call_timeout)
         except concurrent.futures.TimeoutError:
             self._calls.shutdown()  # the stuck thread is abandoned, a fresh one serves the fallback
             self._calls = CallThread()
             raise self._plugin_error(f"did not return from {method}() within {self.call_timeout:g} s") from None
         except Exception as error:
             raise self._plugin_error(f"raised in {method}(): {type(error).__name__}: {error}") from error
-
-    def _result(self, future: concurrent.futures.Future):
-        """The call's result within call_timeout, waiting in short slices so that a signal noted
-        meanwhile is raised here, outside the future's lock."""
-        deadline = time.monotonic() + self.call_timeout
-        while True:
-            try:
-                return future.result(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-            except concurrent.futures.TimeoutError:
-                interrupts.raise_pending()
-                if time.monotonic() >= deadline:
-                    raise
 
     def _guarded(self, action, retry: bool = True):
         try:
@@ -397,8 +357,10 @@ class SearchLoop:
                             retry.attempt + 1, f", with {dict(retry.overrides)}" if retry.overrides else "")
                 return
             self._failures_in_a_row = self._failures_in_a_row + 1 if outcome.status == "FAILED" else 0
+            # a crashed attempt counts only its own epochs: the rows of the trial's earlier attempts count too
+            epochs = max([outcome.epochs] + [h["epoch"] for h in store.history(event.trial_id)])
             store.finish_trial(event.trial_id, outcome.status, loss=outcome.loss, metrics=outcome.metrics,
-                               epochs=outcome.epochs, reason=outcome.reason, error=outcome.error)
+                               epochs=epochs, reason=outcome.reason, error=outcome.error)
             record = store.trial(event.trial_id)
             if outcome.status == "FAILED":
                 last_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
