@@ -117,7 +117,10 @@ def run_agent(name: str, X_train, y_train, X_test, y_test, folder: Path, args) -
         predictions = predict_file(folder / "run", folder / "test.npz", which)["prediction"].astype(str).to_numpy()
         scores[which] = float((predictions == y_test).mean())
     facts = json.loads((folder / "run" / "model" / "model.json").read_text())
-    return {"accuracy": scores["default"], "deep": scores["single"], "model": facts.get("default"), "wall_s": wall,
+    model = facts.get("default")
+    if model == "baseline":
+        model = f"baseline: {facts['baseline']['title']}"
+    return {"accuracy": scores["default"], "deep": scores["single"], "model": model, "wall_s": wall,
             "best_family": results["best"]["family"],
             "trials": results["trials"]["completed"] + results["trials"]["pruned"]}
 
