@@ -23,7 +23,7 @@ import automl
 from automl.data import load_data
 from automl.data.base import PreparedData
 from automl.data.checks import DataChecks, check_data
-from automl.errors import AutoMLError, BudgetExhausted, PluginError, SpecError
+from automl.errors import AutoMLError, BudgetExhausted, DiskFullError, PluginError, SpecError
 from automl.execution.threads import ThreadExecutor
 from automl.final.finish import finish_search, no_model_document
 from automl.planning import build_space, choose_families
@@ -36,6 +36,7 @@ from automl.search import Limits, Observers, SearchLoop, StopCause
 from automl.strategy_builder import StrategySetup, build_strategy, validate_options
 from automl.strategy_choice import AUTO, SearchFacts, StrategyChoice, choose_strategy, trial_budget_note
 from automl.store import TrialStore
+from automl.store_file import check_database
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
 from automl.training.runner import TrialContext, build_runner
@@ -176,6 +177,9 @@ class Agent:
     def run(self) -> dict[str, Any]:
         if self.spec.execution.backend == "ray" and importlib.util.find_spec("ray") is None:
             raise SpecError([("execution.backend", "'ray' needs Ray installed: pip install 'automl[ray]'")])
+        RunLock(self.run_dir).check_free()  # a directory in use is refused at once, before the data load
+        if not self.overwrite:  # a damaged trials.db is refused before the data load, not after it
+            check_database(self.run_dir / TrialStore.FILENAME)
         plan = make_plan(self.spec, self.plugin_dirs)  # fails before anything is written
         device = resolve_device(self.spec.execution.device)
         with RunLock(self.run_dir):
@@ -316,7 +320,8 @@ class Agent:
             workers = execution.workers or 1
             executor = RayExecutor(functools.partial(build_runner, context), workers=workers, address=execution.address,
                                    cpus_per_trial=execution.cpus_per_trial or 1.0,
-                                   gpus_per_trial=execution.gpus_per_trial or 0.0)
+                                   gpus_per_trial=execution.gpus_per_trial or 0.0, namespace=execution.namespace,
+                                   runtime_env=execution.runtime_env, node_ip_address=execution.node_ip_address)
             self.threads = (executor.slots[0].torch_threads, "execution.cpus_per_trial")
             return executor, workers
         if execution.isolation == "threads":
@@ -360,10 +365,18 @@ class Agent:
         return summary
 
     def _write_report(self) -> dict[str, Path]:
+        import sys
+
         from automl.reporting.report import write_report
 
+        leaving = sys.exc_info()[1]  # written on the way out of this error, which stays the one raised
         try:
             return write_report(self.run_dir)
+        except DiskFullError as error:
+            if leaving is None:
+                raise  # the run stops with the one-line disk-full message (the next write would fail too)
+            log.warning("could not write the report: %s", error)
+            return {}
         except Exception:  # the report can be rebuilt with `automl report`; never lose the run over it
             log.exception("could not write the report; run `automl report %s` to retry", self.run_dir)
             return {}

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from automl.errors import AutoMLError, SpecError
+from automl.errors import AutoMLError, DiskFullError, SpecError
+from automl.files import disk_full
 
 
 def _fail(error: AutoMLError) -> None:
@@ -95,6 +96,11 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
         summary = agent.run()
     except AutoMLError as error:
         _fail(error)
+    except Exception as error:  # a bug stays a traceback; a full disk (an export, the run lock) is one line
+        full = disk_full(error)
+        if full is None:
+            raise
+        _fail(DiskFullError(getattr(full, "filename", None) or out or "the run directory"))
     except (KeyboardInterrupt, interrupts.Terminated):
         click.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
         sys.exit(130)
@@ -196,16 +202,28 @@ def _plugins_the_spec_names(spec, files: list[Path]) -> set[str]:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-def report(run_dir):
+@click.option("--stdout", "to_stdout", is_flag=True,
+              help="Print the Markdown report (without plots) instead of writing files; works on a full disk.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write the report files into this folder instead of RUN_DIR.")
+def report(run_dir, to_stdout, out_dir):
     """(Re)build report.html, report.md and results.json from a run's trial database."""
-    from automl.reporting.report import write_report
+    from automl.reporting.report import markdown_report, write_report
     from automl.store import TrialStore
 
+    if to_stdout and out_dir:
+        raise click.UsageError("--stdout and --out exclude each other")
     if not (Path(run_dir) / TrialStore.FILENAME).exists():
         click.echo(f"error: {run_dir} holds no {TrialStore.FILENAME}; is it a run directory?", err=True)
         sys.exit(1)
     try:
-        paths = write_report(Path(run_dir))
+        if to_stdout:
+            click.echo(markdown_report(Path(run_dir)), nl=False)
+            return
+        paths = write_report(Path(run_dir), out_dir)
+    except DiskFullError as error:
+        _fail(DiskFullError(error.path, f"free space, or print the report with `automl report {run_dir} --stdout` "
+                                        "or write it elsewhere with --out DIR"))
     except AutoMLError as error:  # a damaged or newer trials.db
         _fail(error)
     for kind, path in paths.items():

@@ -4,6 +4,8 @@ The CLI turns them into messages and exit codes; nothing below the CLI prints or
 """
 from __future__ import annotations
 
+from errno import ENOSPC
+
 
 class AutoMLError(Exception):
     """Base of every error a user can cause or meet."""
@@ -49,3 +51,20 @@ class CheckpointError(AutoMLError):
 
     def __reduce__(self):  # picklable across worker processes despite the two-argument constructor
         return type(self), (self.path, self.problem)
+
+
+class DiskFullError(AutoMLError):
+    """No space left on the device (or quota) while writing a file of the run: names the file.
+
+    Nothing is lost: writes are atomic and every committed trial stays, so the same command
+    resumes once space is freed. `errno` lets `files.disk_full` recognise it like an OSError."""
+
+    errno = ENOSPC
+    RESUME = "free space and run the same command again to resume"
+
+    def __init__(self, path, advice: str = RESUME):
+        self.path, self.advice = path, advice
+        super().__init__(f"no space left on device while writing {path}: {advice}")
+
+    def __reduce__(self):  # picklable across worker processes despite the two-argument constructor
+        return type(self), (self.path, self.advice)

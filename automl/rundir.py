@@ -38,16 +38,32 @@ class RunLock:
         try:
             self._lock.acquire(blocking=False)
         except Timeout:
-            holder = self.holder()
-            raise RunDirError(f"run directory {self.run_dir} is in use by process {holder.get('pid', '?')} on "
-                              f"host {holder.get('host', '?')} (since {holder.get('since', '?')}); wait for it to "
-                              "finish, stop it, or choose another --out") from None
+            raise self._in_use() from None
         try:
             write_atomic(self.holder_path, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                        "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
         except BaseException:
             self._lock.release()
             raise
+
+    def check_free(self) -> None:
+        """Refuse, naming the holder, a directory whose lock another process holds; create nothing.
+
+        A cheap look before long work (the data load): the lock is taken for an instant only, and
+        not at all when the directory or its lock file does not exist yet. `acquire` still decides."""
+        if self._lock.is_locked or not self.path.is_file():
+            return
+        try:
+            self._lock.acquire(blocking=False)
+        except Timeout:
+            raise self._in_use() from None
+        self._lock.release()
+
+    def _in_use(self) -> RunDirError:
+        holder = self.holder()
+        return RunDirError(f"run directory {self.run_dir} is in use by process {holder.get('pid', '?')} on "
+                           f"host {holder.get('host', '?')} (since {holder.get('since', '?')}); wait for it to "
+                           "finish, stop it, or choose another --out")
 
     def holder(self) -> dict[str, Any]:
         """The pid, host and start of the process holding the lock, as far as it wrote them."""

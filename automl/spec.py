@@ -5,6 +5,7 @@ Paths are resolved relative to the spec file by `load_spec`.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Sequence
@@ -202,6 +203,9 @@ class FamiliesSpec(_Model):
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+_RAY_FIELDS = ("address", "gpus_per_trial", "cpus_per_trial", "namespace", "runtime_env", "node_ip_address")
+
+
 class ExecutionSpec(_Model):
     backend: Literal["local", "ray"] = Field("local", description="Worker processes on this machine, or a Ray cluster.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
@@ -218,15 +222,34 @@ class ExecutionSpec(_Model):
     gpus_per_trial: Optional[float] = Field(
         None, ge=0, le=1024, description="Ray: GPUs per trial (fractions share a GPU).")
     cpus_per_trial: Optional[float] = Field(None, gt=0, le=1024, description="Ray: CPUs per trial.")
+    namespace: Optional[str] = Field(None, min_length=1, description="Ray: the namespace of the run's actors.")
+    runtime_env: Optional[dict[str, Any]] = Field(
+        None, description="Ray: the runtime environment of the workers (a JSON object, as ray.init takes it).")
+    node_ip_address: Optional[str] = Field(
+        None, description="Ray: this machine's IP address for Ray (default for a local Ray: 127.0.0.1, reachable "
+                          "from this machine only).")
 
     @model_validator(mode="after")
     def _ray_fields(self) -> "ExecutionSpec":
         if self.backend != "ray":
-            given = [f for f in ("address", "gpus_per_trial", "cpus_per_trial") if getattr(self, f) is not None]
+            given = [f for f in _RAY_FIELDS if getattr(self, f) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} only apply to backend 'ray'; set \"backend\": \"ray\" "
                                  "or remove them")
+        if self.node_ip_address is not None and (self.address or "").startswith("ray://"):
+            # Ray Client runs ray.init on the cluster, which has its own node addresses
+            raise ValueError("node_ip_address does not apply with a 'ray://' address (Ray Client)")
         return self
+
+    @field_validator("node_ip_address")
+    @classmethod
+    def _ip_address(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address, e.g. 127.0.0.1 or 10.0.0.5") from None
+        return value
 
     @field_validator("device")
     @classmethod

@@ -16,14 +16,14 @@ import math
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from automl.errors import RunDirError
-from automl.files import dumps_strict
+from automl.errors import DiskFullError, RunDirError
+from automl.files import disk_full, dumps_strict
 from automl.records import Reason, Status
+from automl.store_file import connect, guarded, quick_check
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +104,6 @@ def _reasons_to_enum(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_reasons_to_enum]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
-
-
-def _is_damage(error: sqlite3.DatabaseError) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+; the message before
-    if code is not None:
-        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-    return "file is not a database" in str(error) or "malformed" in str(error)
-
-
 def _dumps(value: Any) -> str:
     return dumps_strict(value, sort_keys=True)
 
@@ -160,32 +150,27 @@ class TrialRecord:
 class TrialStore:
     """One SQLite database; safe to use from the driver's threads.
 
-    Raises RunDirError when the file is damaged, not a trial database, or written by a newer automl.
+    Raises RunDirError when the file is damaged (`PRAGMA quick_check` on open, unless check=False), not
+    a trial database, or written by a newer automl.
     """
 
     FILENAME = "trials.db"
 
-    def __init__(self, path: str | Path, *, readonly: bool = False):
+    def __init__(self, path: str | Path, *, readonly: bool = False, check: bool = True):
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.Lock()
-        try:
-            if readonly:
-                uri = f"{self.path.absolute().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        except sqlite3.OperationalError as error:
-            raise RunDirError(f"cannot open the trial database {self.path}: {error}") from error
+        self._db = connect(self.path, readonly)
         try:
             with self._guard():
-                self._open()
+                self._open(check)
         except BaseException:
             self._db.close()
             raise
 
-    def _open(self) -> None:
+    def _open(self, check: bool) -> None:
+        if check:
+            quick_check(self._db, self.path)
         self._check_version(self._db.execute("PRAGMA user_version").fetchone()[0])
         if self.readonly:
             if not self._has_tables():
@@ -226,16 +211,8 @@ class TrialStore:
                 db.execute("ROLLBACK")
             raise
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """A damaged file surfaces as a RunDirError that says what to do, not a bare sqlite3 error."""
-        try:
-            yield
-        except sqlite3.DatabaseError as error:
-            if not _is_damage(error):
-                raise
-            raise RunDirError(f"{self.path} is not a readable trial database ({error}): restore it from a backup, "
-                              "or start a new run with another --out (or --overwrite to discard it)") from error
+    def _guard(self):
+        return guarded(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -249,10 +226,12 @@ class TrialStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(sql, tuple(params))
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as error:
                 # it can also land after COMMIT succeeded: then there is nothing to roll back
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if disk_full(error):  # SQLITE_FULL: nothing half-committed; the run resumes once space is freed
+                    raise DiskFullError(self.path) from error
                 raise
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:

@@ -11,7 +11,9 @@ loop of worker.py.
 
 Time limits are enforced whenever events() runs (it wakes at least every POLL_INTERVAL
 seconds while it waits). Every trial that is submitted gets `started` then `finished`,
-also one whose worker died before it began and one whose request could not be sent.
+also one whose worker died before it began and one whose request could not be sent;
+except one whose worker found the disk full: events() raises `DiskFullError` instead,
+so the run stops and the trial, never finished, resumes when the run does.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from automl.errors import DiskFullError
 from automl.execution.slots import Slot
 from automl.records import Reason, Reply, TrialEvent, TrialOutcome, TrialRequest
 
@@ -85,6 +88,7 @@ class WorkerPool:
         self._run_ids = itertools.count(1)
         self._closed = False
         self._shut_down = False
+        self._disk_full: DiskFullError | None = None  # a worker's, raised by the next events()
         self._seats: list[_Seat] = []
         try:
             for slot in slots:
@@ -149,6 +153,9 @@ class WorkerPool:
             with self._lock:
                 if not self._shut_down:
                     self._poll()
+                if self._disk_full is not None:  # raised once; the events still pending stay to be read
+                    error, self._disk_full = self._disk_full, None
+                    raise error
                 if self._pending or self._closed:
                     out, self._pending = self._pending, []
                     return out
@@ -255,13 +262,17 @@ class WorkerPool:
             trial.started = time.monotonic()
             self._pending.append(TrialEvent("started", trial_id, seat.name))
         elif kind == "epoch":
-            trial.epochs += 1
+            trial.epochs = max(trial.epochs, message[2])  # the epoch reached, as a trainer counts: not this
+            # attempt's reports (a trial resumed from its checkpoint goes on at the epoch after it)
             reply = Reply(functools.partial(self._answer, seat, trial.run_id, message[2]))
             self._pending.append(TrialEvent("epoch", trial_id, seat.name, epoch=message[2], metrics=message[3],
                                             reply=reply))
         elif kind == "finished":
             seat.trial = None  # the slot is free exactly when its outcome is queued: idle() stays true to it
             self._pending.append(TrialEvent("finished", trial_id, seat.name, outcome=message[2]))
+        elif kind == "disk_full":
+            seat.trial = None  # no outcome: the trial stays unfinished in the store and resumes with the run
+            self._disk_full = self._disk_full or DiskFullError(message[2])
 
     def _end_worker(self, seat: _Seat, reason: Reason, error: str) -> None:
         """Kill the worker (dead or past its limit), fail its trial unless it finished meanwhile, replace it."""

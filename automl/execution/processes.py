@@ -8,7 +8,10 @@ once per worker, not per trial) and run the loop of worker.py, one trial at a ti
 Each worker leads its own session, so a kill of its process group also takes whatever
 the trial started, and Ctrl-C in the terminal reaches only the driver, which shuts the
 workers down in order. Workers are not daemons (a trial may start processes of its
-own); they watch their parent instead, so a driver killed with SIGKILL takes them along.
+own); they watch their parent instead, so a driver killed with SIGKILL takes them along: on
+Linux the kernel kills a worker the moment its driver dies (the parent-death signal, even
+while the trial is stuck in native code); elsewhere a thread of the worker notices within
+about a second and kills the worker's group.
 
 Messages travel over one Pipe per worker, read with multiprocessing.connection.wait,
 rather than over a shared Queue: a Queue has a feeder thread and one lock shared by
@@ -23,12 +26,14 @@ executor is collected, and an exit hook does at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -70,6 +75,27 @@ class _PipeChannel:
             raise DriverGone from None
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_driver(driver_pid: int) -> bool:
+    """Ask Linux to SIGKILL this worker when its driver dies; False where that is not possible.
+
+    The kernel sends the signal when the driver's thread that started the worker ends, not the
+    driver itself: the caller asks only for workers started by the driver's main thread."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != driver_pid:  # the driver died before the prctl: no signal will come
+        os._exit(1)
+    return True
+
+
 def _watch_driver(driver_pid: int) -> None:
     # the pipe tells an idle or reporting worker that the driver is gone, but a trial busy
     # for hours (or hung) would outlive a driver killed with SIGKILL: watch the parent too
@@ -80,10 +106,14 @@ def _watch_driver(driver_pid: int) -> None:
     os._exit(1)
 
 
-def _worker_main(slot: Slot, setup_bytes: bytes, conn: multiprocessing.connection.Connection) -> None:
+def _worker_main(slot: Slot, setup_bytes: bytes, conn: multiprocessing.connection.Connection, driver_pid: int,
+                 from_main_thread: bool) -> None:
+    if from_main_thread:  # first: the kernel's signal comes even while an import or native code holds the GIL
+        _die_with_driver(driver_pid)
     if hasattr(os, "setsid"):
         os.setsid()  # own session and group: one killpg takes the trial's children too
-    threading.Thread(target=_watch_driver, args=(os.getppid(),), name="automl-driver-watch", daemon=True).start()
+    # still watched where the kernel does not kill us: it also takes the processes the trial started itself
+    threading.Thread(target=_watch_driver, args=(driver_pid,), name="automl-driver-watch", daemon=True).start()
     runner, setup_error = build_in_process(setup_bytes, slot)
     serve(_PipeChannel(conn), f"process-{slot.index}:{os.getpid()}", slot, runner, setup_error)
 
@@ -164,7 +194,9 @@ class ProcessTransport:
 
     def start(self, slot: Slot) -> _Process:
         ours, theirs = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=_worker_main, args=(slot, self._setup_bytes, theirs),
+        from_main_thread = threading.current_thread() is threading.main_thread()  # see _die_with_driver
+        process = self._context.Process(target=_worker_main, args=(slot, self._setup_bytes, theirs, os.getpid(),
+                                                                   from_main_thread),
                                         name=f"automl-slot-{slot.index}")  # not daemon: trials may start processes
         process.start()
         theirs.close()  # only the worker may hold its end, or its death would never read as EOF here

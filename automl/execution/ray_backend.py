@@ -16,6 +16,9 @@ works the same through Ray Client, which has no streaming generators. Driver -> 
 messages are `deliver` calls numbered by the driver: a threaded actor may run two calls
 out of order, so the actor hands them to the loop in their numbers' order.
 
+A Ray that the executor starts itself (no address) listens on loopback only, without a
+dashboard: its GCS runs any code it is sent, so nothing beyond this machine may reach it.
+
 The pool (pool.py) keeps all search state and the time limits on the driver: an actor
 past its limit is killed with ray.kill (a forced exit, whatever the trial does with
 signals) and the slot gets a fresh actor. Ray is imported only here, when an executor is
@@ -23,6 +26,7 @@ made, so `import automl` never pulls it in; the executor shuts down only a Ray i
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import pickle
@@ -108,6 +112,41 @@ class _TrialWorker:
 
 # -- the driver side -------------------------------------------------------------------------------
 
+LOOPBACK = "127.0.0.1"
+
+
+def init_arguments(address: str | None, init_kwargs: dict | None) -> dict:
+    """ray.init's arguments: a Ray started here (no address, no RAY_ADDRESS) listens on loopback only
+    and has no dashboard, unless init_kwargs say otherwise."""
+    arguments: dict[str, Any] = {"address": address}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        arguments.update(include_dashboard=False, _node_ip_address=LOOPBACK)
+    arguments.update(init_kwargs or {})
+    return arguments
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and (host == "localhost" or ipaddress.ip_address(host).is_loopback)
+    except ValueError:  # a host name: Ray resolves it
+        return False
+
+
+def _init(ray, arguments: dict) -> None:
+    node_ip = arguments.get("_node_ip_address")
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if not _is_loopback(node_ip) or not hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        ray.init(**arguments)
+        return
+    # On Linux, ray.init swaps a loopback node IP for the machine's address (services.resolve_ip_for_localhost,
+    # Ray 2.x), and the GCS, raylet and workers then listen on every interface. Its single-machine mode (the
+    # default on macOS and Windows) keeps loopback: on for this ray.init only; the node keeps its IP after.
+    saved, constants.ENABLE_RAY_CLUSTER = constants.ENABLE_RAY_CLUSTER, False
+    try:
+        ray.init(**arguments)
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
+
 @dataclass(eq=False)
 class _Actor:
     slot: Slot
@@ -130,7 +169,7 @@ class RayTransport:
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():  # a Ray the caller set up (and its options) is used as it is
-            ray.init(address=address, **(init_kwargs or {}))
+            _init(ray, init_arguments(address, init_kwargs))
             self._owns_ray = True
         try:
             try:
@@ -234,16 +273,21 @@ class RayTransport:
 class RayExecutor(WorkerPool):
     """The Executor contract over Ray actors; `setup(slot) -> Runner` runs once in each.
 
-    `init_kwargs` go to ray.init when no Ray is initialised in this process; otherwise the
-    Ray found is used as it is (address and init_kwargs ignored) and left running."""
+    `namespace`, `runtime_env`, `node_ip_address` and `init_kwargs` go to ray.init when no Ray is
+    initialised in this process; otherwise the Ray found is used as it is (they and address are
+    ignored) and left running. A Ray started here without an address listens on 127.0.0.1 only."""
 
     def __init__(self, setup: Callable[[Slot], Runner], *, workers: int, address: str | None = None,
-                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, init_kwargs: dict | None = None):
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, namespace: str | None = None,
+                 runtime_env: dict | None = None, node_ip_address: str | None = None,
+                 init_kwargs: dict | None = None):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         if cpus_per_trial <= 0 or gpus_per_trial < 0:
             raise ValueError(f"cpus_per_trial must be > 0 and gpus_per_trial >= 0, not {cpus_per_trial} "
                              f"and {gpus_per_trial}")
+        given = {"namespace": namespace, "runtime_env": runtime_env, "_node_ip_address": node_ip_address}
+        init_kwargs = {**{k: v for k, v in given.items() if v is not None}, **(init_kwargs or {})}
         transport = RayTransport(setup, address=address, cpus_per_trial=cpus_per_trial,
                                  gpus_per_trial=gpus_per_trial, init_kwargs=init_kwargs)
         transport.check_resources(workers, cpus_per_trial, gpus_per_trial)

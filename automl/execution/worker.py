@@ -5,12 +5,13 @@ in a Ray actor or a thread) in plain tuples:
 
     driver -> worker   ("run", run_id, request) ("answer", run_id, epoch, stop) ("stop", run_id) ("exit",)
     worker -> driver   ("ready", name) ("started", run_id) ("epoch", run_id, epoch, metrics)
-                       ("finished", run_id, outcome) ("exited",)
+                       ("finished", run_id, outcome) ("disk_full", run_id, path) ("exited",)
 
 Every message about a trial carries its run id, so a late answer or stop meant for an
 earlier trial never reaches a later one. Failures of a trial become outcomes here:
 raised exceptions (`oom` or `exception`), an outcome that is not one, and an outcome
-that cannot travel to the driver.
+that cannot travel to the driver. A full disk is not the trial's failure: it is sent as
+"disk_full" (the file) instead of an outcome, and the driver stops the run.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Callable, Protocol
 
 from automl.execution.base import Runner
 from automl.execution.slots import Slot, set_thread_env
+from automl.files import disk_full
 from automl.records import Reason, TrialOutcome, TrialRequest
 
 REPLY_TIMEOUT = 600.0  # a driver that never answers must not hang a worker forever
@@ -119,6 +121,11 @@ def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, s
     except DriverGone:
         raise
     except BaseException as error:  # any failure of one trial is data, not the end of the worker
+        full = disk_full(error)
+        if full is not None:  # not the trial's fault: the driver stops the run, the trial resumes with it
+            path = getattr(error, "path", None) or getattr(full, "filename", None) or "a file of the trial"
+            channel.send(("disk_full", run_id, str(path)))
+            return state["exit"]
         outcome = TrialOutcome.failed(classify_failure(error), "".join(traceback.format_exception(error)).strip())
     try:
         channel.send(("finished", run_id, outcome))

@@ -9,6 +9,7 @@ runs no code), model/model.json the facts needed to use them.
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from automl.data.base import PreparedData
+from automl.files import write_atomic
 from automl.final.preprocessor_io import save_preprocessor
 
 HOW_TO_LOAD = """\
@@ -51,7 +53,7 @@ def _trace(net: nn.Module, data: PreparedData, path: Path) -> None:
     example = torch.as_tensor(data.X_test[:2] if len(data.X_test) >= 2 else data.X_train[:2])
     with torch.no_grad():
         scripted = torch.jit.trace(module, example)
-    scripted.save(str(path))
+    write_atomic(path, scripted.save_to_buffer())  # torch's own file writer aborts the process on a full disk
 
 
 def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], trial_id: str, metric: str,
@@ -64,7 +66,9 @@ def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], 
     profile = data.profile
     preprocessor = save_preprocessor(data.preprocessor, out_dir)  # first: an unknown class fails before the model
     _trace(net, data, out_dir / "model.pt")
-    torch.save(net.state_dict(), out_dir / "state_dict.pt")
+    state = io.BytesIO()
+    torch.save(net.state_dict(), state)  # through write_atomic: a full disk is an OSError naming the file
+    write_atomic(out_dir / "state_dict.pt", state.getvalue())
     files = {"torchscript": "model.pt", "state_dict": "state_dict.pt", "preprocessor": preprocessor}
     if ensemble is not None:
         _trace(ensemble, data, out_dir / "ensemble.pt")
@@ -89,6 +93,6 @@ def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], 
         "single": single,
         "files": files,
     }
-    (out_dir / "model.json").write_text(json.dumps(facts, indent=2))
+    write_atomic(out_dir / "model.json", json.dumps(facts, indent=2))
     return {"path": "model/model.pt", "format": "torchscript", "how": HOW_TO_LOAD,
             **({"ensemble_path": "model/ensemble.pt"} if ensemble is not None else {})}

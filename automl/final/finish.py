@@ -13,7 +13,7 @@ from automl.errors import BudgetExhausted
 from automl.families.base import Family
 from automl.final.baseline import fit_baselines, judge, save_baseline
 from automl.final.export import export_model
-from automl.final.models import FinalModels
+from automl.final.models import FinalModels, NoExportableModel
 from automl.spec import TaskSpec
 from automl.store import TrialStore, best_trial
 from automl.training.trainer import Trainer, TrainSettings
@@ -46,8 +46,9 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
                   duration: float, progress: Progress | None = None) -> dict[str, Any]:
     """Store and return the `final` document, with the model exported under run_dir/model.
 
-    Raises `BudgetExhausted` when no trial finished with a usable score (its `final` document
-    stored first), and `CheckpointError` when the best trial's checkpoint cannot be read."""
+    Raises `BudgetExhausted` when no trial finished with a usable score, and `NoExportableModel`
+    when no scored trial's checkpoint can be read (each with its `final` document stored first); a
+    damaged best checkpoint passes to the next best trial's."""
     trials = store.trials()
     best = best_trial(trials)
     if best is None:
@@ -60,8 +61,11 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     # the driver's own trainer, made only now: during the search the data live in the workers
     trainer = Trainer(data, settings, families)
     final_models = FinalModels(spec, data, settings, trainer, run_dir / "checkpoints")
-    saved = final_models.best_checkpoint(best)
-    model = final_models.trained(best, saved)
+    try:
+        best, saved, model, passed_over = final_models.readable_best(trials)
+    except NoExportableModel as error:
+        store.set_meta("final", {**no_model_document(stopped_because, duration), "error": str(error)})
+        raise
     val = {k: v for k, v in best.metrics.items() if k in settings.metric_names}  # CV: the mean over folds
     models = {"search": {"trial_id": best.trial_id, "val": val, "test": final_models.test_metrics(model)}}
     exported, refit_error = model, None
@@ -94,6 +98,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val,
              "test": models[default]["test"], "models": models, "default_model": default,
              "model": model_info, "baseline": baseline, "finished_at": time.time(), "duration_s": duration,
-             "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {})}
+             "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {}),
+             **({"unreadable_checkpoints": passed_over} if passed_over else {})}
     store.set_meta("final", final)
     return final

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from automl.data.base import PreparedData
-from automl.errors import CheckpointError
+from automl.errors import AutoMLError, CheckpointError
 from automl.final.ensemble import blend, greedy_ensemble
 from automl.spec import TaskSpec
 from automl.store import TrialRecord, ranked_trials
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 REFIT_AUTO_MAX_ROWS = 20_000
 
 
+class NoExportableModel(AutoMLError):
+    """No scored trial's checkpoint can be read: the trials stand, but no model comes out of them."""
+
+
 class FinalModels:
     def __init__(self, spec: TaskSpec, data: PreparedData, settings: TrainSettings, trainer: Trainer,
                  checkpoint_dir: Path):
@@ -40,16 +44,39 @@ class FinalModels:
         return self.checkpoints / f"{trial.trial_id}.pt"
 
     def best_checkpoint(self, trial: TrialRecord) -> Checkpoint:
-        """The chosen trial's checkpoint; without it there is no model to export, so the run fails here."""
+        """A scored trial's checkpoint, with its best epoch; a `CheckpointError` naming the file when it has none."""
         path = self.checkpoint_path(trial)
         try:
             saved = load_checkpoint(path, map_location=self.trainer.device)
         except CheckpointError as error:
-            raise CheckpointError(path, f"{error.problem} (the checkpoint of trial {trial.trial_id}, the best "
-                                        "one: no model can be exported without it)") from None
+            raise CheckpointError(path, f"{error.problem} (the checkpoint of trial {trial.trial_id})") from None
         if saved.best is None:
-            raise CheckpointError(path, f"holds no finished epoch of trial {trial.trial_id}, the best one")
+            raise CheckpointError(path, f"holds no finished epoch of trial {trial.trial_id}")
         return saved
+
+    def readable_best(self, trials: Sequence[TrialRecord]) -> tuple[TrialRecord, Checkpoint, nn.Module, list[str]]:
+        """The best trial whose checkpoint yields its model: (trial, checkpoint, model, the better trials passed
+        over). A damaged checkpoint (a full disk, a crafted file) costs that trial its place, not the run's model."""
+        passed_over, problems = [], []
+        ranked = ranked_trials(trials)
+        for trial in ranked:
+            try:
+                saved = self.best_checkpoint(trial)
+                return trial, saved, self.trained(trial, saved), passed_over
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except (CheckpointError, RuntimeError, ValueError) as error:  # RuntimeError: weights that do not fit
+                problem = error if isinstance(error, CheckpointError) else f"{self.checkpoint_path(trial)}: {error}"
+                problem = str(problem)
+                passed_over.append(trial.trial_id)
+                problems.append(problem)
+                if len(problems) < len(ranked):  # the last one is told in the error below
+                    log.warning("%s; the next best trial's model is tried instead", problem)
+        example = f", e.g. {problems[0]}" if problems else ""
+        raise NoExportableModel(f"no model can be exported: the checkpoint of every scored trial ({len(problems)}) is "
+                                f"unreadable{example}. The trials are kept in the run's trials.db; restore "
+                                f"{self.checkpoints} from a backup, or run again with a larger --max-trials to train "
+                                "new ones (or --overwrite to start afresh)")
 
     @staticmethod
     def trained_config(trial: TrialRecord, saved: Checkpoint) -> dict[str, Any]:

@@ -29,7 +29,15 @@ def load_facts(run_dir: Path) -> dict:
     if not path.is_file():
         raise PredictError(f"{run_dir}: no exported model (model/model.json missing); the run has not finished - "
                            f"run it to the end with `automl run`, then predict")
-    return json.loads(path.read_text())
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise PredictError(f"{path} is not readable JSON ({error}): the file is damaged; rebuild the run's model "
+                           "with `automl run` on its spec (finished trials are kept) or restore it from a copy") from None
+    if not isinstance(facts, dict) or not isinstance(facts.get("files"), dict):
+        raise PredictError(f"{path} does not describe an exported model (no 'files' entry): the file is damaged; "
+                           "rebuild it with `automl run` on the run's spec or restore it from a copy")
+    return facts
 
 
 def chosen_model(facts: dict, which: str) -> str:

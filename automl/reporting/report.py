@@ -1,7 +1,8 @@
 """The run report: a pure function of the run directory's trial store.
 
 `write_report(run_dir)` can run at any time, also mid-run beside the agent: it opens the
-store read-only and copes with any meta key or trial field still missing. It writes
+store read-only and copes with any meta key or trial field still missing. It writes (into
+run_dir, or the folder `out_dir` names)
 
     results.json       machine-readable summary (results.build_results)
     report.html        self-contained page: inline CSS, plots as base64 PNG, no links out
@@ -9,7 +10,8 @@ store read-only and copes with any meta key or trial field still missing. It wri
     report_files/*.png the plots
 
 Both documents render one neutral `sections.Document` through the templates in
-templates/ (report.html.j2, report.md.j2), so they cannot drift apart.
+templates/ (report.html.j2, report.md.j2), so they cannot drift apart. `markdown_report`
+renders the Markdown without plots and writes nothing: it works on a full disk.
 """
 from __future__ import annotations
 
@@ -22,14 +24,14 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from automl.errors import RunDirError
-from automl.files import dumps_strict, write_atomic
+from automl.errors import DiskFullError, RunDirError
+from automl.files import disk_full, dumps_strict, write_atomic
 from automl.records import Status
 from automl.reporting.results import build, build_results, family_of, load, score
 from automl.reporting.sections import PLOTS, Document, build_document
 from automl.store import TrialRecord, TrialStore, ranked_trials
 
-__all__ = ["build_results", "write_report"]
+__all__ = ["build_results", "markdown_report", "write_report"]
 
 N_CURVES = 5  # learning curves drawn
 RANKED = (Status.COMPLETE, Status.PRUNED)  # statuses whose loss counts (a pruned trial has a valid best epoch)
@@ -125,7 +127,7 @@ def render_markdown(doc: Document, files_dir: str = FILES_DIR) -> str:
 # -- writing ----------------------------------------------------------------------------------
 
 def _write_plots(files_dir: Path, images: dict[str, bytes]) -> dict[str, Path]:
-    files_dir.mkdir(exist_ok=True)
+    files_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for stem in PLOTS:
         path = files_dir / f"{stem}.png"
@@ -137,9 +139,7 @@ def _write_plots(files_dir: Path, images: dict[str, bytes]) -> dict[str, Path]:
     return paths
 
 
-def write_report(run_dir: str | Path) -> dict[str, Path]:
-    """Regenerate results.json, report.html, report.md and report_files/*.png from the store."""
-    run_dir = Path(run_dir)
+def _results(run_dir: Path) -> tuple[dict[str, Any], list[TrialRecord]]:
     db = run_dir / TrialStore.FILENAME
     if not db.is_file():
         raise RunDirError(f"{run_dir} has no {TrialStore.FILENAME}: not a run directory, or the run has not started")
@@ -148,15 +148,34 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         meta, trials = load(store)
     finally:
         store.close()
-    results = build(meta, trials, run_dir)
+    return build(meta, trials, run_dir), trials
+
+
+def markdown_report(run_dir: str | Path) -> str:
+    """The Markdown report without its plots (they would be files), writing nothing."""
+    results, _ = _results(Path(run_dir))
+    return render_markdown(build_document(results, {}))
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Regenerate results.json, report.html, report.md and report_files/*.png from the store, into
+    `out_dir` (default: the run directory). A full disk raises `DiskFullError` naming the file;
+    no temporary is left, and files already there stay whole (each is replaced atomically)."""
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    results, trials = _results(run_dir)
     images = draw_plots(results, trials)
     doc = build_document(results, images)
-
-    paths = _write_plots(run_dir / FILES_DIR, images)
-    paths["results"] = run_dir / "results.json"
-    write_atomic(paths["results"], dumps_strict(results, indent=2, sort_keys=True) + "\n")
-    paths["markdown"] = run_dir / "report.md"
-    write_atomic(paths["markdown"], render_markdown(doc))
-    paths["html"] = run_dir / "report.html"
-    write_atomic(paths["html"], render_html(doc, images))
+    try:
+        paths = _write_plots(out / FILES_DIR, images)
+        paths["results"] = out / "results.json"
+        write_atomic(paths["results"], dumps_strict(results, indent=2, sort_keys=True) + "\n")
+        paths["markdown"] = out / "report.md"
+        write_atomic(paths["markdown"], render_markdown(doc))
+        paths["html"] = out / "report.html"
+        write_atomic(paths["html"], render_html(doc, images))
+    except OSError as error:
+        if disk_full(error):
+            raise DiskFullError(error.filename or out) from error
+        raise
     return paths

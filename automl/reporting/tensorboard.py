@@ -12,6 +12,9 @@ is never needed.
 """
 from __future__ import annotations
 
+import functools
+import logging
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -22,7 +25,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from automl.files import finite_number
+from automl.files import disk_full, finite_number
 from automl.reporting.base import RunObserver
 from automl.space import Choice, SearchSpace
 from automl.store import TrialRecord
@@ -71,6 +74,42 @@ def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
                                         tensor=metadata.NULL_TENSOR)])
 
 
+log = logging.getLogger(__name__)
+
+
+def _unless_disk_full(method):
+    """A full disk loses these log lines, said once in one line, and keeps the observer on (its
+    guard would log a traceback and switch it off): the run's own next write (trials.db, a
+    checkpoint) stops the run with the disk-full message."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:
+            if not disk_full(error):
+                raise
+            if not self._disk_full:
+                self._disk_full = True
+                log.warning("TensorBoard logs incomplete: no space left on device while writing %s",
+                            getattr(error, "filename", None) or self.log_dir)
+            return None
+    return call
+
+
+def _quiet_writer_threads() -> None:
+    """tensorboard's writer thread re-raises a failed write, so Python prints its traceback; a full
+    disk is said in one line by the observer instead. Other errors and threads are printed as ever."""
+    previous = threading.excepthook
+    if getattr(previous, "automl_full_disk_quiet", False):
+        return
+
+    def hook(args) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and disk_full(args.exc_value)):
+            previous(args)
+    hook.automl_full_disk_quiet = True
+    threading.excepthook = hook
+
+
 class TensorBoardObserver(RunObserver):
     MAX_OPEN_WRITERS = 32  # trials normally close their own; this bounds file handles if some never finish
 
@@ -87,6 +126,8 @@ class TensorBoardObserver(RunObserver):
         self._last_epoch: dict[str, dict[str, float]] = {}
         self._experiment_written = False
         self._study: SummaryWriter | None = None
+        self._disk_full = False  # said once
+        _quiet_writer_threads()
 
     # -- writers
     def _trial_writer(self, trial_id: str) -> SummaryWriter:
@@ -128,9 +169,11 @@ class TensorBoardObserver(RunObserver):
             root.file_writer.add_summary(_summary(metadata.EXPERIMENT_TAG, data))
 
     # -- RunObserver
+    @_unless_disk_full
     def run_started(self, info: Mapping[str, Any]) -> None:
         self._write_experiment(info.get("families"))
 
+    @_unless_disk_full
     def trial_started(self, trial_id: str, config: Mapping[str, Any], budget: float | None) -> None:
         self._write_experiment()
         start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
@@ -142,6 +185,7 @@ class TensorBoardObserver(RunObserver):
         data = plugin_data_pb2.HParamsPluginData(session_start_info=start)
         self._trial_writer(trial_id).file_writer.add_summary(_summary(metadata.SESSION_START_INFO_TAG, data))
 
+    @_unless_disk_full
     def epoch(self, trial_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         writer = self._trial_writer(trial_id)
         for key, value in metrics.items():
@@ -152,6 +196,7 @@ class TensorBoardObserver(RunObserver):
             writer.add_scalar(tag, value, global_step=epoch)
         self._last_epoch[trial_id] = dict(metrics)
 
+    @_unless_disk_full
     def trial_finished(self, record: TrialRecord, best: TrialRecord | None, n_finished: int, elapsed: float) -> None:
         writer = self._trial_writer(record.trial_id)
         # the record's metrics win; val_loss usually lives only in the last epoch's dict
@@ -177,6 +222,7 @@ class TensorBoardObserver(RunObserver):
         study.add_scalar(f"best_so_far_by_time/{self.metric}", value, global_step=int(elapsed))
         study.flush()
 
+    @_unless_disk_full
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()

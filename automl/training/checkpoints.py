@@ -24,7 +24,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from automl.errors import CheckpointError
+from automl.errors import CheckpointError, DiskFullError
+from automl.files import disk_full
 
 FORMAT = 2  # 1 (no key): the released version's pickles, which are not loaded
 MEMBER_KEYS = ("model", "optimizer", "scheduler", "schedule_steps", "scaler", "generator")
@@ -90,7 +91,8 @@ def as_tensor(predictions: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
-    """Write then rename, so a crash never leaves half a checkpoint."""
+    """Write then rename, so a crash never leaves half a checkpoint; a full disk raises `DiskFullError`
+    naming the checkpoint, with the previous one intact and no temporary left."""
     best = ckpt.best
     layout = {
         "format": FORMAT, "epoch": int(ckpt.epoch), "bad_epochs": int(ckpt.bad_epochs), "config": plain(ckpt.config),
@@ -100,10 +102,19 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
             "loss": float(best.loss), "metrics": plain(best.metrics), "epoch": int(best.epoch),
             "states": list(best.states), "val_pred": as_tensor(best.val_pred)},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(layout, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # through a Python file: a full disk raises OSError ENOSPC there, where torch's own writer
+        # raises a RuntimeError ("unexpected pos") that says nothing of the cause
+        with open(tmp, "wb") as file:
+            torch.save(layout, file)
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)  # the previous checkpoint stays whole; no half-written one beside it
+        if disk_full(error):
+            raise DiskFullError(path) from error
+        raise
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> Checkpoint:
@@ -117,18 +128,30 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Checkpoint:
         saved = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if "GLOBAL" not in str(error):  # not a refused class: the pickle itself is broken
-            raise CheckpointError(path, f"the checkpoint is damaged ({error})") from None
+            raise CheckpointError(path, f"the checkpoint is damaged ({_unpickler_problem(error)})") from None
         raise CheckpointError(path, "the checkpoint holds Python objects that only unpickling could load, as those "
                                     "written by an older version of automl do; a run directory is never "
                                     "unpickled. Start the run afresh (automl run --overwrite, or a new output "
                                     "folder)") from None
     except Exception as error:
-        raise CheckpointError(path, f"the checkpoint is damaged ({type(error).__name__}: {error})") from None
+        raise CheckpointError(path, f"the checkpoint is damaged ({type(error).__name__}: "
+                                    f"{_first_line(str(error))})") from None
     try:
         return _from_layout(saved)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(path, f"not a checkpoint this version of automl writes ({type(error).__name__}: "
                                     f"{error}); start the run afresh (automl run --overwrite)") from None
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no detail")
+
+
+def _unpickler_problem(error: pickle.UnpicklingError) -> str:
+    """What torch's restricted unpickler met, without the rest of its message: that advises loading with
+    weights_only=False, which must never be done with a file of a run directory."""
+    text = str(error)
+    return _first_line(text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text)
 
 
 def _from_layout(saved: Any) -> Checkpoint:

@@ -299,9 +299,13 @@ class Trainer:
         if source is not None and source.exists():
             try:
                 progress = self._restore(members, source, own=source == checkpoint)
-            except CheckpointError as error:  # the trial cannot continue; the run goes on without it
-                return TrialOutcome.failed(Reason.EXCEPTION, str(error))
-            log.info("trial %s resumes from %s at epoch %d", trial_id, source, progress.epoch)
+            except CheckpointError as error:
+                # damaged (a full disk, a crash mid-copy) or never to be unpickled: the trial loses its
+                # epochs so far, not its place in the search; fresh members, as a load may have begun
+                log.warning("trial %s starts again from scratch: %s", trial_id, error)
+                members, progress = self._members(trial_id, config, epochs), Progress()
+            else:
+                log.info("trial %s resumes from %s at epoch %d", trial_id, source, progress.epoch)
 
         stop_reason: Reason | None = None
         for epoch in range(progress.epoch + 1, epochs + 1):

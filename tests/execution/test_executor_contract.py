@@ -5,10 +5,12 @@ its config picks the behaviour under test.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,15 @@ def run_trial(request: TrialRequest, report) -> TrialOutcome:
         import ctypes
 
         ctypes.string_at(0)  # a real invalid read, as native code would do it
+    if mode == "crash_resumed":  # goes on at the epoch after the last attempt's, crashes after 2 epochs (at once after 2 crashes)
+        counter = Path(config["counter"])
+        crashes = int(counter.read_text()) if counter.exists() else 0
+        for epoch in range(2 * crashes + 1, 2 * crashes + 3) if crashes < 2 else ():
+            report(epoch, {"loss": 1.0 / epoch})
+        counter.write_text(str(crashes + 1))
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "hold_gil":  # native code that never lets another thread of the worker run
+        sum(range(10**14))
     if mode in ("hang", "ignore_sigterm", "child"):
         if mode == "ignore_sigterm":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -107,6 +118,33 @@ def ray_processes(temp_dir: str) -> dict[int, str]:
         ours |= {pid for pid, (parent, _) in table.items() if parent in ours}
     return {pid: cmdline for pid, (_, cmdline) in table.items()
             if temp_dir in cmdline or (pid in ours and cmdline.startswith("ray::"))}
+
+
+def listening_sockets(pids) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket the processes listen on, from /proc (Linux)."""
+    owner = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd) if fd.is_symlink() else ""
+                if target.startswith("socket:["):
+                    owner[target[8:-1]] = pid
+        except OSError:  # gone meanwhile
+            continue
+    found = []
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()  # local address as hex IP:port; state 0A is LISTEN; the socket's inode
+            if fields[3] == "0A" and fields[9] in owner:
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.append((owner[fields[9]], socket.inet_ntop(family, raw), int(port, 16)))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address.removeprefix("::ffff:")).is_loopback  # IPv4 mapped into IPv6 too
 
 
 def start_local_ray(**resources):

@@ -99,6 +99,16 @@ def test_a_worker_killed_from_outside_crashes_its_trial(executor):
     assert outcome_of(collect(executor, ["t2"]), "t2").status == "COMPLETE"
 
 
+def test_a_crashed_trial_counts_the_epoch_it_reached_not_its_reports(executor, tmp_path):
+    """A trial resumed at epoch 2 reports epochs 3 and 4, then dies: it reached epoch 4 (not 2)."""
+    (tmp_path / "crashes").write_text("1")
+    executor.submit(TrialRequest("t1", {"mode": "crash_resumed", "counter": str(tmp_path / "crashes")}, 8))
+    events = collect(executor, ["t1"])
+    assert [e.epoch for e in of_trial(events, "t1") if e.kind == "epoch"] == [3, 4]
+    outcome = outcome_of(events, "t1")
+    assert (outcome.status, outcome.reason, outcome.epochs) == ("FAILED", "crashed", 4)
+
+
 @pytest.mark.parametrize("mode, text", [("segfault", "died with signal SIGSEGV"), ("exit", "exited with code 3")])
 def test_a_dying_trial_crashes_with_its_cause(executor, mode, text):
     executor.submit(TrialRequest("t1", {"mode": mode}, 3))
@@ -226,7 +236,7 @@ from automl.execution.base import TrialRequest
 from automl.execution.processes import ProcessExecutor, plan_slots
 from tests.execution.test_executor_contract import setup
 executor = ProcessExecutor(setup, plan_slots("cpu", 1, cpu_count=1))
-executor.submit(TrialRequest("t1", {"mode": "ignore_sigterm"}, 3))
+executor.submit(TrialRequest("t1", {"mode": sys.argv[2]}, 3))
 while not any(e.kind == "started" for e in executor.events(0.2)):
     pass
 print(executor.worker_pids()[0], flush=True)
@@ -236,20 +246,31 @@ time.sleep(60)
 """
 
 
-@pytest.mark.parametrize("end", ["raise", "sigkill"])
-def test_no_worker_outlives_its_driver(end):
-    """A driver that dies of an exception (exit hooks) or of SIGKILL (the worker's watch) leaves nothing."""
+@pytest.mark.parametrize("end, mode", [("raise", "ignore_sigterm"), ("sigkill", "ignore_sigterm"),
+                                       ("sigkill", "hold_gil")])
+def test_no_worker_outlives_its_driver(end, mode):
+    """A driver that dies of an exception (exit hooks) or of SIGKILL (the kernel's parent-death
+    signal on Linux, the worker's watch elsewhere) leaves nothing. A worker whose trial holds the
+    GIL can only be killed from outside: on Linux it still follows its driver at once."""
+    if mode == "hold_gil" and not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux only")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, end], cwd=root, stdout=subprocess.PIPE,
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, end, mode], cwd=root, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
+    worker = None
     try:
         worker = int(driver.stdout.readline())
         if end == "sigkill":
             driver.kill()
+            killed = time.monotonic()
         driver.wait(timeout=20)
-        assert wait_until(lambda: not alive(worker), timeout=5)
+        assert wait_until(lambda: not alive(worker), timeout=10)
+        if end == "sigkill" and sys.platform.startswith("linux"):  # generous: the kernel takes milliseconds
+            assert time.monotonic() - killed < 3.0, "the worker outlived its driver by seconds"
     finally:
+        if worker is not None and alive(worker):  # a failed test leaves no worker spinning, holding our pipes
+            os.kill(worker, signal.SIGKILL)
         driver.kill()
-        driver.communicate()
+        driver.communicate(timeout=20)
     if end == "raise":
         assert driver.returncode == 1

@@ -8,6 +8,7 @@ gpus_per_trial can be placed for real.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -23,8 +24,8 @@ import pytest
 import torch
 
 from automl.execution.base import TrialOutcome, TrialRequest
-from tests.execution.test_executor_contract import (REPO, collect, of_trial, outcome_of, run_trial, setup,
-                                                    start_local_ray)
+from tests.execution.test_executor_contract import (REPO, collect, is_loopback, of_trial, outcome_of, run_trial,
+                                                    setup, start_local_ray)
 from tests.execution.test_process_faults import alive, wait_until
 
 pytest.importorskip("ray")
@@ -198,38 +199,45 @@ def test_two_trials_train_on_half_a_real_gpu_each(make, tmp_path):
     assert outcome_of(events, "a").status == outcome_of(events, "b").status == "COMPLETE"
 
 
-def test_ray_is_imported_lazily_and_shut_down_by_the_executor_that_started_it(tmp_path):
+def test_ray_is_imported_lazily_listens_on_loopback_and_is_shut_down_by_the_executor_that_started_it(tmp_path):
     """In a fresh interpreter (this one's Ray is the fixture's): `import automl` pulls no Ray in;
-    an executor that starts Ray stops it again and leaves no process behind."""
+    the Ray an executor starts listens on loopback only (every TCP socket of its GCS, raylet,
+    agents, actor and driver); the executor stops it again and leaves no process behind."""
     root = tempfile.mkdtemp(prefix="automl-ray-", dir="/tmp")  # short: Ray's socket paths live below it
     temp_dir = os.path.join(root, "ray")
     script = textwrap.dedent(f"""\
-        import sys
+        import json, os, sys
         import automl, automl.execution.ray_backend
         assert "ray" not in sys.modules, "importing automl imported ray"
         import ray
         from automl.execution.base import TrialRequest
         from automl.execution.ray_backend import RayExecutor
-        from tests.execution.test_executor_contract import collect, outcome_of, ray_processes, setup
+        from tests.execution.test_executor_contract import (collect, listening_sockets, outcome_of,
+                                                            ray_processes, setup)
 
-        executor = RayExecutor(setup, workers=1, init_kwargs=dict(
-            num_cpus=1, include_dashboard=False, _temp_dir={temp_dir!r}, log_to_driver=False))
+        executor = RayExecutor(setup, workers=1, init_kwargs=dict(num_cpus=1, _temp_dir={temp_dir!r},
+                                                                  log_to_driver=False))
         executor.submit(TrialRequest("t1", {{"mode": "ok"}}, 2))
         status = outcome_of(collect(executor, ["t1"]), "t1").status
         session = sorted(ray_processes({temp_dir!r}))  # seen from here, while they are still our descendants
+        listening = listening_sockets(session + [os.getpid()]) if os.path.isdir("/proc") else None
         executor.shutdown()
-        print(status, ray.is_initialized(), *session)
+        print(json.dumps([status, ray.is_initialized(), session, listening]))
         """)
     env = {**os.environ, "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "RAY_AUTH_MODE": "disabled",
            "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
     try:
         result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-3000:]
-        status, initialised, *session = result.stdout.split()
-        assert (status, initialised) == ("COMPLETE", "False")
+        status, initialised, session, listening = json.loads(result.stdout.splitlines()[-1])
+        assert (status, initialised) == ("COMPLETE", False)
         assert len(session) >= 3  # GCS, raylet and the actor's worker at least
-        left = lambda: [pid for pid in map(int, session) if alive(pid)]  # noqa: E731
+        if listening is not None:
+            assert len({pid for pid, _, _ in listening}) >= 3, listening  # GCS, raylet, actor, driver...
+            assert [s for s in listening if not is_loopback(s[1])] == [], "Ray listens beyond this machine"
+        left = lambda: [pid for pid in session if alive(pid)]  # noqa: E731
         assert wait_until(lambda: not left(), timeout=15), f"processes of the Ray session left: {left()}"
     finally:
         shutil.rmtree(root, ignore_errors=True)
