@@ -73,10 +73,13 @@ def main(verbose: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No live progress view.")
 def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, plugins_dirs, overwrite, quiet):
     """Run the search a spec describes; run it again to resume."""
+    import time
+
     from automl import interrupts
     from automl.agent import Agent
     from automl.reporting.console import make_console_observer
 
+    started = time.monotonic()  # the whole command: the data load and the report too
     overrides = {}
     if out:
         overrides["output"] = str(Path(out).resolve())
@@ -107,27 +110,32 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    _headline(summary, time.monotonic() - started)
+
+
+def _headline(summary: dict, seconds: float) -> None:
+    """A few lines at the end of a run; every score and model is in the report."""
+    from automl.reporting.formatting import format_duration
+
     metric = summary["metric"]
-    click.echo(f"best trial {summary['best_trial_id']} ({summary['best_family']}): "
-               f"validation {metric} {summary['val'][metric]:.4f}")
-    labels = {"search": "best single model", "refit": "refit on train+validation", "ensemble": "ensemble"}
+    chosen = summary["predict_model"]
+    click.echo(f"automl predict uses {chosen['label']}: test {metric} {chosen['test'].get(metric, float('nan')):.4f}")
     baseline = summary.get("baseline") or {}
-    used = "baseline" if baseline.get("used_by_predict") else summary.get("default_model")
-    for key, entry in summary.get("models", {}).items():
-        chosen = " (used by predict)" if key == used else ""
-        click.echo(f"  {labels.get(key, key)}: test {metric} {entry['test'].get(metric, float('nan')):.4f}{chosen}")
-    for entry in baseline.get("models", []):
-        if "skipped" in entry:
-            click.echo(f"  baseline {entry['title']}: skipped ({entry['skipped']})")
-            continue
-        chosen = " (used by predict)" if entry["saved"] and used == "baseline" else ""
-        click.echo(f"  baseline {entry['title']}: validation {metric} {entry['val'].get(metric, float('nan')):.4f}, "
-                   f"test {metric} {entry['test'].get(metric, float('nan')):.4f}{chosen}")
-    if baseline.get("message"):
-        click.echo(baseline["message"])
-    click.echo(f"stopped: {summary['stopped_because']}; {summary['duration_s']:.1f} s")
+    best = next((m for m in baseline.get("models", []) if m["name"] == baseline.get("best")), None)
+    trial = f"the deep search's best trial {summary['best_trial_id']} ({summary['best_family']})"
+    verdict = {True: "beat it", False: "did not beat it"}.get(baseline.get("deep_beats_baseline"))
+    if best and verdict:
+        click.echo(f"baseline {best['title']}: test {metric} {best['test'].get(metric, float('nan')):.4f}; "
+                   f"{trial} {verdict} on validation")
+    else:
+        click.echo(f"{trial}: validation {metric} {summary['val'].get(metric, float('nan')):.4f}; no baseline to "
+                   "compare (the report says why)")
+    phases = ", ".join(f"{name} {format_duration(value)}" for name, value in summary.get("timings", {}).items())
+    whole = summary["duration_s"]  # from the run's record: the report's figure
+    rest = "the rest: imports, loading the data, the report" if whole <= seconds else "over all of its commands"
+    click.echo(f"stopped: {summary['stopped_because']}; wall time {format_duration(seconds)}, the run "
+               f"{format_duration(whole)} ({phases}; {rest})")
     click.echo(f"report: {summary['report'].get('html', '-')}")
-    click.echo(f"model: {Path(summary['run_dir']) / summary['model']['path']}")
 
 
 @main.command()

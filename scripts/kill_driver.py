@@ -56,7 +56,8 @@ def read(db: Path) -> tuple[dict, list]:
         return {}, []
 
 
-def kill_and_resume(folder: Path, kills: int, seed: int, workers: int, log=print) -> dict:
+def kill_and_resume(folder: Path, kills: int, seed: int, workers: int, log=print, final_timeout: float = 600) -> dict:
+    """`final_timeout`: seconds the last run may take to finish the search and the final models."""
     spec = dict(SPEC, execution={"workers": workers})
     (folder / "spec.json").write_text(json.dumps(spec))
     db = folder / "run" / "trials.db"
@@ -82,7 +83,7 @@ def kill_and_resume(folder: Path, kills: int, seed: int, workers: int, log=print
         if len(after) >= spec["budget"]["max_trials"]:
             break
     before, _ = read(db)
-    final = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    final = subprocess.run(command, capture_output=True, text=True, timeout=final_timeout)
     after, configs = read(db)
     lost |= {t for t, value in before.items() if after.get(t) != value}
     return {"kills": done_kills, "completed_lost": len(lost), "trials_repeated": max(repeated, len(configs) - len(set(configs))),

@@ -16,7 +16,8 @@ def invoke(*args):
 def test_run_then_report_then_resume(tiny_spec):
     result = invoke("run", tiny_spec, "--quiet")
     assert result.exit_code == 0, result.output
-    assert "best trial" in result.output and "test accuracy" in result.output
+    assert "automl predict uses" in result.output and "test accuracy" in result.output
+    assert f"report: {tiny_spec.parent / 'run' / 'report.html'}" in result.output
     run_dir = tiny_spec.parent / "run"
     (run_dir / "report.html").unlink()
     result = invoke("report", run_dir)

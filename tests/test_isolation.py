@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -17,6 +18,8 @@ from automl.agent import Agent
 from automl.spec import load_spec
 from automl.store import TrialStore
 from tests.conftest import write_spec
+
+HANG_SECONDS = 90  # a hung trial sleeps this long unless it is killed
 
 FAULTY_FAMILY = textwrap.dedent("""\
     import os, signal, time
@@ -40,7 +43,7 @@ FAULTY_FAMILY = textwrap.dedent("""\
             if self.training and MODE == "hang" and not MARKER.exists():
                 MARKER.write_text(str(os.getpid()))
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                time.sleep(600)
+                time.sleep(HANG_SECONDS)
             return self.inner(x)
 
 
@@ -54,7 +57,8 @@ FAULTY_FAMILY = textwrap.dedent("""\
 
 def faulty_spec(tmp_path, monkeypatch, mode, **budget):
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "faulty.py").write_text(FAULTY_FAMILY.replace("MODE", repr(mode)))
+    (tmp_path / "plugins" / "faulty.py").write_text(
+        FAULTY_FAMILY.replace("MODE", repr(mode)).replace("HANG_SECONDS", str(HANG_SECONDS)))
     monkeypatch.setenv("AUTOML_TEST_MARKER", str(tmp_path / "marker"))
     return write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"}, plugins_dirs=["plugins"],
                       families={"include": ["faulty"], "overrides": {"batch_size": {"choices": [32]},
@@ -92,16 +96,30 @@ def test_a_crashed_worker_is_retried_from_the_trial_checkpoint(tmp_path, monkeyp
 
 
 def test_a_hung_trial_is_killed_at_its_time_limit_and_the_slot_runs_the_next(tmp_path, monkeypatch):
+    from automl.execution.pool import WorkerPool
+
+    # the spec's limit reaches every request; only the hung (first) trial keeps it, so that the
+    # healthy trial after it is never raced against a tight limit on a busy machine
+    limits, submit = [], WorkerPool.submit
+
+    def submit_keeping_the_limit_for_the_first_only(self, request):
+        limits.append(request.time_limit)
+        return submit(self, request if len(limits) == 1 else replace(request, time_limit=None))
+
+    monkeypatch.setattr(WorkerPool, "submit", submit_keeping_the_limit_for_the_first_only)
     summary = Agent(load_spec(faulty_spec(tmp_path, monkeypatch, "hang", max_trial_time=3))).run()
     store = TrialStore(tmp_path / "run" / "trials.db", readonly=True)
     first, second = store.trials()
     store.close()
+    assert limits == [3, 3]
     assert (first.status, first.reason) == ("FAILED", "timeout")
-    assert first.duration < 3 + 5
+    # killed near its limit, not when its sleep ends (HANG_SECONDS); the margin is for a busy machine
+    assert first.duration < HANG_SECONDS / 2
     assert second.status == "COMPLETE" and summary["best_trial_id"] == second.trial_id
     assert not alive(int((tmp_path / "marker").read_text()))  # ignored SIGTERM, killed anyway
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["failures"][0]["reason"] == "timeout"
+    assert "ran past its time limit of 3 s" in results["failures"][0]["error"]
 
 
 LATE_RAISE = textwrap.dedent("""\

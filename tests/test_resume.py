@@ -8,16 +8,25 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 from automl.store import TrialStore
 from tests.conftest import write_spec
+
+
+# a busy machine (the suite beside other jobs) makes every step many times slower: the waits
+# below are deadlines for a state to be reached, not expected times, and a missed one fails
+# with what the driver wrote on stderr
+REACH = 600  # seconds for a run to reach a state (started, a trial finished, epochs recorded)
+FINISH = 900  # seconds for a resumed run to finish its trials and the final models
+EXIT = 180  # seconds for a driver to exit after SIGTERM
 
 
 def snapshot(db):
     """(finished trials, {trial: epochs recorded}) read with a plain connection, as an outsider would."""
     if not db.exists():
         return {}, {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
         try:
             finished = dict(con.execute("SELECT trial_id, finished_at FROM trials WHERE status='COMPLETE'"))
             epochs = dict(con.execute("SELECT trial_id, COUNT(*) FROM epochs GROUP BY trial_id"))
@@ -26,34 +35,63 @@ def snapshot(db):
     return finished, epochs
 
 
+@contextmanager
+def driver(command, log):
+    """`automl run` in a subprocess, its stderr in a file (a pipe nobody reads could fill and block
+    it); killed on the way out whatever happened, so that a failing test leaves no process behind."""
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def wait_until(process, log, reached, what: str, seconds: float = REACH):
+    """Poll `reached()` until it returns something true; fail at once when the driver exits first,
+    or after `seconds`, saying which state was never reached."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = reached()
+        if value:
+            return value
+        if process.poll() is not None:
+            raise AssertionError(f"the run exited with {process.returncode} before it {what}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the run never {what} within {seconds} s:\n{log.read_text()}")
+        time.sleep(0.02)
+
+
+def run_to_the_end(command):
+    done = subprocess.run(command, capture_output=True, text=True, timeout=FINISH)
+    assert done.returncode == 0, done.stderr
+
+
 def test_sigkill_mid_run_then_resume(tmp_path):
     spec = write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"},
                       families={"include": ["mlp"], "overrides": {"batch_size": {"choices": [32]}}},
                       budget={"max_trials": 4, "max_epochs": 12, "patience": None},
                       execution={"isolation": "processes"})
-    db = tmp_path / "run" / "trials.db"
+    db, log = tmp_path / "run" / "trials.db", tmp_path / "driver.log"
     command = [sys.executable, "-m", "automl.cli", "run", str(spec), "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            finished, epochs = snapshot(db)
-            running = [t for t in epochs if t not in finished]
-            if finished and running and epochs[running[0]] >= 2:
-                break
-            assert process.poll() is None, process.stderr.read().decode()
-            time.sleep(0.02)
-        else:
-            raise AssertionError("the run never reached the state to interrupt")
-    finally:
+
+    def one_finished_and_the_next_two_epochs_in():
+        finished, epochs = snapshot(db)
+        running = [t for t in epochs if t not in finished]
+        return finished and running and epochs[running[0]] >= 2
+
+    with driver(command, log) as process:
+        wait_until(process, log, one_finished_and_the_next_two_epochs_in,
+                   "finished a trial and recorded two epochs of the next")
         process.send_signal(signal.SIGKILL)
         process.wait()
     killed_at = time.time()
     finished_before, epochs_before = snapshot(db)
     interrupted = next(t for t in epochs_before if t not in finished_before)
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    run_to_the_end(command)
 
     store = TrialStore(db, readonly=True)
     trials = {t.trial_id: t for t in store.trials()}
@@ -78,22 +116,24 @@ def test_sigterm_stops_cleanly_with_exit_130_and_the_run_resumes(tmp_path):
                       families={"include": ["mlp"], "overrides": {"batch_size": {"choices": [32]}}},
                       budget={"max_trials": 3, "max_epochs": 10, "patience": None},
                       execution={"isolation": "processes"})
-    db = tmp_path / "run" / "trials.db"
+    db, log = tmp_path / "run" / "trials.db", tmp_path / "driver.log"
     command = [sys.executable, "-m", "automl.cli", "run", str(spec), "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not snapshot(db)[0] and time.time() < deadline:  # until one trial is finished
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    with driver(command, log) as process:
+        wait_until(process, log, lambda: snapshot(db)[0], "finished a trial")
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=EXIT)
+        except subprocess.TimeoutExpired:  # a hung driver: killed on the way out of `driver`
+            raise AssertionError(f"the driver did not exit within {EXIT} s of SIGTERM:\n{log.read_text()}") from None
+    stderr = log.read_text()
     assert process.returncode == 130, stderr
     assert "run the same command again to resume" in stderr
     finished, _ = snapshot(db)
-    assert finished
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert {t: at for t, at in snapshot(db)[0].items() if t in finished} == finished
+    assert finished and len(finished) < 3, stderr  # stopped before the end, keeping what was done
+    run_to_the_end(command)
+    after = snapshot(db)[0]
+    assert len(after) == 3
+    assert {t: at for t, at in after.items() if t in finished} == finished
 
 
 def test_driver_killed_at_random_moments_loses_and_repeats_nothing(tmp_path):
@@ -104,7 +144,7 @@ def test_driver_killed_at_random_moments_loses_and_repeats_nothing(tmp_path):
     spec = importlib.util.spec_from_file_location("kill_driver", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result = module.kill_and_resume(tmp_path, kills=10, seed=1, workers=1, log=lambda line: None)
+    result = module.kill_and_resume(tmp_path, kills=10, seed=1, workers=1, log=lambda line: None, final_timeout=FINISH)
     assert result["final_exit_code"] == 0, result["final_stderr"]
     assert result["kills"] == 10
     assert result["completed_lost"] == 0 and result["trials_repeated"] == 0

@@ -1,17 +1,21 @@
 """The end of a run: choose the best trial, score its model on test, refit it, build the
-ensemble, export, and store the `final` meta document the report and the CLI read."""
+ensemble, export, and store the `final` meta document the report and the CLI read: with the
+wall time of the whole run and of each phase, and the test split's evaluation of the model
+`automl predict` uses (the report is built from the store alone, also long after the run)."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 from automl.data.base import PreparedData
 from automl.errors import BudgetExhausted
 from automl.families.base import Family
-from automl.final.baseline import fit_baselines, judge, save_baseline
+from automl.final.baseline import baseline_predictions, fit_baselines, judge, save_baseline
 from automl.final.export import export_model
 from automl.final.models import FinalModels, NoExportableModel
 from automl.spec import TaskSpec
@@ -21,24 +25,77 @@ from automl.training.trainer import Trainer, TrainSettings
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, "float | None"], None]  # (step, None) as it starts, (step, seconds) when done
+MAX_STORED_ROWS = 10_000  # regression test rows kept for the report's plots: a random sample beyond
+MAX_MATRIX_CLASSES = 50  # a larger confusion matrix is neither readable nor small
 
 
 @contextmanager
-def _step(progress: Progress | None, name: str):
-    """Tell `progress` that a step started and, unless it raised, how long it took: the refit and
-    the ensemble run in the driver and can take many minutes."""
+def _step(progress: Progress | None, name: str, timings: dict[str, float], key: str):
+    """Time a step into timings[key] (a failed refit cost its time too) and tell `progress` that it
+    started and, unless it raised, how long it took: the refit and the ensemble run in the driver
+    and can take many minutes."""
     if progress is not None:
         progress(name, None)
     start = time.monotonic()
-    yield
+    try:
+        yield
+    finally:
+        timings[key] = time.monotonic() - start
     if progress is not None:
-        progress(name, time.monotonic() - start)
+        progress(name, timings[key])
 
 
-def no_model_document(stopped_because: str, duration: float) -> dict[str, Any]:
-    """The `final` document of a run that ends without a model."""
+def whole_run(store: TrialStore, search: float) -> float:
+    """Wall time of the whole run so far: the search time of earlier commands (a resumed run) plus
+    this command's since the run record started: for a run in one command, Finished - Started."""
+    run = store.get_meta("run") or {}
+    start = run.get("resumed_at") or run.get("started_at")
+    if not start:
+        return search
+    return float(store.get_meta("elapsed_before", 0.0) or 0.0) + time.time() - start
+
+
+def no_model_document(stopped_because: str, duration: float, whole: float | None = None) -> dict[str, Any]:
+    """The `final` document of a run that ends without a model: `duration` is the search's."""
     return {"best_trial_id": None, "stopped_because": stopped_because, "finished_at": time.time(),
-            "duration_s": duration}
+            "duration_s": duration if whole is None else whole, "timings": {"search": duration}}
+
+
+def _timings(whole: float, timings: dict[str, float]) -> dict[str, float]:
+    # "other": workers starting, the best checkpoint loaded and scored: the phases then add up to the whole
+    return {**timings, "other": max(0.0, whole - sum(timings.values()))}
+
+
+def evaluation_document(data: PreparedData, predictions: np.ndarray, model: dict[str, Any],
+                        seed: int) -> dict[str, Any] | None:
+    """What the report needs to evaluate the model `predict` uses on the test split. Classification:
+    the confusion matrix and scikit-learn's per-class report, on every test row; regression: the
+    true and predicted values, a random sample of MAX_STORED_ROWS beyond that."""
+    y, rows = np.asarray(data.y_test), len(data.y_test)
+    if rows == 0:
+        return None
+    document: dict[str, Any] = {**model, "task": data.profile.task, "rows": rows}
+    if data.profile.task == "classification":
+        from sklearn.metrics import classification_report, confusion_matrix
+
+        n = int(data.profile.n_classes or predictions.shape[1])
+        names = [str(c) for c in (data.profile.class_names or range(n))]
+        predicted = predictions.argmax(axis=1) if predictions.ndim == 2 else predictions.astype(int)
+        labels = list(range(n))
+        document["classes"] = names
+        document["per_class"] = classification_report(y, predicted, labels=labels, target_names=names,
+                                                      output_dict=True, zero_division=0)
+        document["confusion"] = (confusion_matrix(y, predicted, labels=labels).tolist()
+                                 if n <= MAX_MATRIX_CLASSES else None)
+        return document
+    keep = np.arange(rows)
+    if rows > MAX_STORED_ROWS:
+        keep = np.sort(np.random.default_rng(seed).choice(rows, MAX_STORED_ROWS, replace=False))
+    def short(values: np.ndarray) -> list[float]:  # 7 significant digits: plenty for a plot, half the text
+        return [float(f"{v:.7g}") for v in values.astype(float)]
+
+    document.update(stored=len(keep), y_true=short(y[keep]), y_pred=short(predictions.reshape(-1)[keep]))
+    return document
 
 
 def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Family], store: TrialStore,
@@ -46,13 +103,14 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
                   duration: float, progress: Progress | None = None) -> dict[str, Any]:
     """Store and return the `final` document, with the model exported under run_dir/model.
 
+    `duration`: the search's time (over every command of a resumed run).
     Raises `BudgetExhausted` when no trial finished with a usable score, and `NoExportableModel`
     when no scored trial's checkpoint can be read (each with its `final` document stored first); a
     damaged best checkpoint passes to the next best trial's."""
     trials = store.trials()
     best = best_trial(trials)
     if best is None:
-        store.set_meta("final", no_model_document(stopped_because, duration))
+        store.set_meta("final", no_model_document(stopped_because, duration, whole_run(store, duration)))
         failed = [t for t in trials if t.status == "FAILED"]
         last_error = (failed[-1].error or "").strip() if failed else ""
         hint = f" The last error: {last_error.splitlines()[-1]}." if last_error else ""
@@ -64,8 +122,10 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     try:
         best, saved, model, passed_over = final_models.readable_best(trials)
     except NoExportableModel as error:
-        store.set_meta("final", {**no_model_document(stopped_because, duration), "error": str(error)})
+        store.set_meta("final", {**no_model_document(stopped_because, duration, whole_run(store, duration)),
+                                 "error": str(error)})
         raise
+    timings: dict[str, float] = {"search": duration}
     val = {k: v for k, v in best.metrics.items() if k in settings.metric_names}  # CV: the mean over folds
     models = {"search": {"trial_id": best.trial_id, "val": val, "test": final_models.test_metrics(model)}}
     exported, refit_error = model, None
@@ -73,7 +133,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
         epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
         try:
             with _step(progress, f"refit of trial {best.trial_id} on {final_models.refit_rows()} rows, "
-                                 f"{epochs} epoch{'s' if epochs != 1 else ''}"):
+                                 f"{epochs} epoch{'s' if epochs != 1 else ''}", timings, "refit"):
                 exported = trainer.fit_full(best.trial_id, final_models.trained_config(best, saved), epochs)
         except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
             refit_error = str(error)
@@ -81,24 +141,48 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
         else:
             models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
                                "test": final_models.test_metrics(exported)}
-    with _step(progress, "ensemble of the best trials"):
+    with _step(progress, "ensemble of the best trials", timings, "ensemble"):
         ensemble_net, ensemble = final_models.ensemble(trials)
     if ensemble is not None:
         models["ensemble"] = ensemble
     default = "ensemble" if ensemble is not None and ensemble["beats_single"] else ("refit" if "refit" in models
                                                                                    else "search")
-    with _step(progress, "baselines (simple scikit-learn models)"):
+    with _step(progress, "baselines (simple scikit-learn models)", timings, "baselines"):
         baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed, refit=final_models.refit_wanted())
     judge(baseline, settings.metric, val.get(settings.metric), (models[default].get("val") or val).get(settings.metric))
-    model_info = export_model(exported, data, best.config, best.trial_id, settings.metric, run_dir / "model",
-                              data_source=spec.data.model_dump(mode="json"), ensemble=ensemble_net,
-                              default="ensemble" if default == "ensemble" else "single",
-                              single="refit" if "refit" in models else "search")
-    save_baseline(baseline, baseline_model, data, run_dir / "model")
+    with _step(progress, "export of the model", timings, "export"):
+        model_info = export_model(exported, data, best.config, best.trial_id, settings.metric, run_dir / "model",
+                                  data_source=spec.data.model_dump(mode="json"), ensemble=ensemble_net,
+                                  default="ensemble" if default == "ensemble" else "single",
+                                  single="refit" if "refit" in models else "search")
+        save_baseline(baseline, baseline_model, data, run_dir / "model")
+    predict_model = _predict_model(best, models, default, baseline)
+    with _step(progress, "evaluation on the test split", timings, "evaluation"):
+        if predict_model["name"] == "baseline":  # exactly what `automl predict` computes from the saved arrays
+            facts = json.loads((run_dir / "model" / "model.json").read_text())
+            predictions = baseline_predictions(run_dir / "model", facts, data.X_test)
+        else:
+            predictions = trainer.predict(ensemble_net if default == "ensemble" else exported, final_models.X_test)
+        evaluation = evaluation_document(data, predictions, {k: predict_model[k] for k in ("name", "label")},
+                                         spec.seed)
+    whole = whole_run(store, duration)
     final = {"best_trial_id": best.trial_id, "best_family": best.family, "val": val,
              "test": models[default]["test"], "models": models, "default_model": default,
-             "model": model_info, "baseline": baseline, "finished_at": time.time(), "duration_s": duration,
+             "predict_model": predict_model, "evaluation": evaluation,
+             "model": model_info, "baseline": baseline, "finished_at": time.time(), "duration_s": whole,
+             "timings": _timings(whole, timings),
              "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {}),
              **({"unreadable_checkpoints": passed_over} if passed_over else {})}
     store.set_meta("final", final)
     return final
+
+
+def _predict_model(best, models: dict[str, Any], default: str, baseline: dict[str, Any]) -> dict[str, Any]:
+    """The model `automl predict` uses by default, named for people, with its test scores."""
+    if baseline.get("used_by_predict"):
+        entry = next(m for m in baseline["models"] if m.get("saved"))
+        return {"name": "baseline", "label": f"the baseline {entry['title']}", "test": entry["test"]}
+    labels = {"search": f"trial {best.trial_id} ({best.family}) as trained in the search",
+              "refit": f"trial {best.trial_id} ({best.family}) refit on train+validation",
+              "ensemble": f"the ensemble of {len((models.get('ensemble') or {}).get('members') or [])} trials"}
+    return {"name": default, "label": labels[default], "test": models[default]["test"]}

@@ -27,6 +27,9 @@ from markupsafe import Markup
 from automl.errors import DiskFullError, RunDirError
 from automl.files import disk_full, dumps_strict, write_atomic
 from automl.records import Status
+from automl.reporting.evaluation import EVALUATION_PLOTS, draw_evaluation_plots, evaluation_section
+from automl.reporting.insight import PLOTS as INSIGHT_PLOTS, insight_part, next_steps_section, search_sections
+from automl.reporting.insight_plots import draw_plots as draw_insight_plots
 from automl.reporting.results import build, build_results, family_of, load, score
 from automl.reporting.sections import PLOTS, Document, build_document
 from automl.store import TrialRecord, TrialStore, ranked_trials
@@ -81,7 +84,8 @@ def draw_plots(results: dict[str, Any], trials: list[TrialRecord]) -> dict[str, 
     """PNG bytes by file stem, only of the plots that have something to show."""
     ranked = ranked_trials(trials)
     images = {**_progress_plots(results, trials), "score_by_family": _family_plot(results, ranked),
-              "learning_curves": _curves_plot(results, ranked)}
+              "learning_curves": _curves_plot(results, ranked), **draw_evaluation_plots(results),
+              **draw_insight_plots(results, trials)}
     return {stem: png for stem, png in images.items() if png}
 
 
@@ -129,7 +133,7 @@ def render_markdown(doc: Document, files_dir: str = FILES_DIR) -> str:
 def _write_plots(files_dir: Path, images: dict[str, bytes]) -> dict[str, Path]:
     files_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for stem in PLOTS:
+    for stem in [*PLOTS, *EVALUATION_PLOTS, *INSIGHT_PLOTS]:
         path = files_dir / f"{stem}.png"
         if stem in images:
             write_atomic(path, images[stem])
@@ -148,13 +152,16 @@ def _results(run_dir: Path) -> tuple[dict[str, Any], list[TrialRecord]]:
         meta, trials = load(store)
     finally:
         store.close()
-    return build(meta, trials, run_dir), trials
+    results = build(meta, trials, run_dir)
+    results["insight"] = insight_part(results, trials, meta.get("spec"))  # importance, leaderboard, what next
+    return results, trials
 
 
 def markdown_report(run_dir: str | Path) -> str:
     """The Markdown report without its plots (they would be files), writing nothing."""
     results, _ = _results(Path(run_dir))
-    return render_markdown(build_document(results, {}))
+    return render_markdown(build_document(results, {}, evaluation_section(results, {}), search_sections(results, {}),
+                                          next_steps_section(results)))
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
@@ -165,7 +172,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     out = Path(out_dir) if out_dir is not None else run_dir
     results, trials = _results(run_dir)
     images = draw_plots(results, trials)
-    doc = build_document(results, images)
+    doc = build_document(results, images, evaluation_section(results, images), search_sections(results, images),
+                         next_steps_section(results))
     try:
         paths = _write_plots(out / FILES_DIR, images)
         paths["results"] = out / "results.json"

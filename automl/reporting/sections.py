@@ -9,11 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Union
+from typing import Any, ClassVar, Iterable, Sequence, Union
 
 from automl.data.base import Profile
 from automl.reporting.formatting import format_duration, format_param, format_time, format_value
-from automl.reporting.results import TOP
 
 PLOTS = {  # file stem -> caption, in report order
     "best_by_trial": "Best score so far against trials finished",
@@ -90,16 +89,39 @@ def summary_section(r: dict[str, Any]) -> Section:
     metric, best, counts = r["metric"], r["best"], r["trials"]
     rows = [("Selection metric", f"{metric} ({_better(r)} is better)"),
             ("Best trial", f"{best['trial_id']} ({best['family']})" if best else "none finished yet"),
-            (f"Best validation {metric}", format_value(best["value"]) if best else "—"),
-            (f"Test {metric}", format_value(r["test"].get(metric)) if r["test"] else "— (after the search)"),
+            (f"Best trial's validation {metric}", format_value(best["value"]) if best else "—"),
+            *_predict_rows(r),
             ("Trials", f"{counts['total']} total: {counts['completed']} completed, {counts['pruned']} pruned, "
                        f"{counts['failed']} failed, {counts['running']} running, {counts['pending']} pending"),
-            ("Duration", format_duration(r["duration_s"]))]
+            ("Wall time", _wall_time(r))]
     if r["stopped_because"]:
         rows.append(("Stopped because", r["stopped_because"]))
     if (r.get("baseline") or {}).get("message"):
         rows.append(("Baseline", r["baseline"]["message"]))
     return Section("Summary", [Table(FACTS, rows)])
+
+
+def _predict_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The model `automl predict` uses and its test score, each named (not the best trial's)."""
+    metric, chosen = r["metric"], r.get("predict_model")
+    if chosen:
+        return [("Model `automl predict` uses", chosen["label"]),
+                (f"Its test {metric}", format_value((chosen.get("test") or {}).get(metric)))]
+    if r["test"]:  # a run finished before the model was named
+        return [(f"Test {metric} of the exported model", format_value(r["test"].get(metric)))]
+    return [(f"Test {metric}", "— (after the search)")]
+
+
+PHASES = ("search", "refit", "ensemble", "baselines", "export", "evaluation", "other")
+
+
+def _wall_time(r: dict[str, Any]) -> str:
+    """The whole run's wall time and, once it finished, where it went."""
+    timings = r.get("timings") or {}
+    parts = [f"{phase} {format_duration(timings[phase])}" for phase in PHASES if phase in timings]
+    if not timings and r["status"] == "finished":  # an older run recorded only its search
+        return f"{format_duration(r['duration_s'])} (the search alone)"
+    return format_duration(r["duration_s"]) + (f" ({', '.join(parts)})" if parts else "")
 
 
 def data_section(r: dict[str, Any]) -> Section:
@@ -158,28 +180,20 @@ def strategy_section(r: dict[str, Any]) -> Section:
     return Section("Search strategy and space", blocks)
 
 
-def leaderboard_section(r: dict[str, Any]) -> Section:
-    metric = r["metric"]
-    rows = [(str(e["rank"]), e["trial_id"], e["family"], format_value(e["value"]), str(e["epochs"]),
-             format_duration(e["duration_s"]), e["status"].lower() + (f" ({e['reason']})" if e["reason"] else ""))
-            for e in r["leaderboard"]]
-    table = Table(("#", "Trial", "Family", metric, "Epochs", "Duration", "Status"), rows)
-    return Section(f"Leaderboard (top {TOP} by {metric}, {_better(r)} is better)",
-                   [table] if rows else [Paragraph("No trial has finished yet.")])
-
-
 def best_model_section(r: dict[str, Any]) -> Section | None:
-    best, test = r["best"], r["test"] or {}
+    best = r["best"]
     if not best:
         return None
-    names = list(dict.fromkeys([*best["val"], *test]))
+    # the test column is this trial's own model, not the refit or ensemble `predict` may use
+    search = (r.get("models") or {}).get("search") or {}
+    test = search.get("test") if search.get("trial_id") == best["trial_id"] else None
+    names = list(dict.fromkeys([*best["val"], *(test or {})]))
     return Section("Best model", [
         Paragraph(f"Trial {best['trial_id']} ({best['family']}), best epoch {format_value(best['best_epoch'])} "
                   f"of {best['epochs']}."),
         Table(("Parameter", "Value"), [(k, format_value(v)) for k, v in sorted(best["config"].items())]),
-        Table(("Metric", "Validation", "Test"),
-              [(n, format_value(best["val"].get(n)), format_value(test.get(n)) if r["test"] else "—")
-               for n in names])])
+        Table(("Metric", f"Validation (trial {best['trial_id']})", f"Test (trial {best['trial_id']}, as trained)"),
+              [(n, format_value(best["val"].get(n)), format_value(test.get(n)) if test else "—") for n in names])])
 
 
 def final_models_section(r: dict[str, Any]) -> Section | None:
@@ -212,7 +226,8 @@ def _final_models_table(r: dict[str, Any]) -> Table:
         entry = models.get(key)
         if entry:
             used = " (used by `automl predict`)" if key == r.get("default_model") and not _baseline_used(r) else ""
-            rows.append((title + used, format_value((entry.get("val") or {}).get(metric)),
+            trial = f": trial {models['search']['trial_id']}" if key != "ensemble" and "search" in models else ""
+            rows.append((title + trial + used, format_value((entry.get("val") or {}).get(metric)),
                          format_value((entry.get("test") or {}).get(metric))))
     return Table(("Model", f"Validation {metric}", f"Test {metric}"), rows)
 
@@ -286,7 +301,8 @@ def run_facts_section(r: dict[str, Any]) -> Section:
     rows = [("Status", r["status"]), ("Device", format_value(run.get("device"))),
             ("Workers", format_value(run.get("workers"))), ("Host", format_value(run.get("host"))),
             ("Started", format_time(r["started_at"])), ("Finished", format_time(r["finished_at"])),
-            ("Duration", format_duration(r["duration_s"])), ("Report generated", format_time(r["generated_at"]))]
+            ("Wall time", _wall_time(r)), ("Search time", format_duration(r.get("search_duration_s"))),
+            ("Report generated", format_time(r["generated_at"]))]
     rows += [(f"{k} version", str(v)) for k, v in sorted((run.get("versions") or {}).items())]
     return Section("Run facts", [Table(FACTS, rows)])
 
@@ -297,10 +313,13 @@ def status_line(r: dict[str, Any]) -> str:
     return "Running (or interrupted): this report shows the trials recorded so far."
 
 
-def build_document(r: dict[str, Any], plotted: Iterable[str]) -> Document:
-    """The whole report from the results.json content and the stems of the plots drawn."""
+def build_document(r: dict[str, Any], plotted: Iterable[str], evaluation: Section | None = None,
+                   search: Sequence[Section | None] = (), next_steps: Section | None = None) -> Document:
+    """The whole report from the results.json content and the stems of the plots drawn; `evaluation`:
+    the test-split evaluation of the model `predict` uses (reporting/evaluation.py); `search`: the
+    leaderboard, importance and parameter plots, `next_steps`: what to try next (reporting/insight.py)."""
     sections = [summary_section(r), data_section(r), data_checks_section(r), families_section(r), strategy_section(r),
-                leaderboard_section(r), best_model_section(r), final_models_section(r), baseline_section(r),
-                exported_model_section(r), plots_section(plotted), failures_section(r), memory_infeasible_section(r),
-                run_facts_section(r)]
+                *search, best_model_section(r), final_models_section(r), baseline_section(r),
+                evaluation, next_steps, exported_model_section(r), plots_section(plotted), failures_section(r),
+                memory_infeasible_section(r), run_facts_section(r)]
     return Document(r["name"], status_line(r), [s for s in sections if s is not None])

@@ -1,11 +1,23 @@
 """TensorBoard observer: per-trial curves, the HParams dashboard and study-level progress.
 
-Layout under log_dir (each folder is one TensorBoard "run"):
-  .                    the HParams experiment: every hyperparameter with its domain, the metrics
-  trials/<trial_id>/   loss/train, loss/val, metric/<name> per epoch; the session start/end
-                       info and the final hparams/<name> values the HParams dashboard reads
-  study/               best_so_far/<metric> by finished-trial count and best_so_far_by_time/<metric>
-                       by elapsed seconds
+Layout under log_dir (each folder is one TensorBoard "run"; nothing is written at the root):
+  study/                 the HParams experiment (hyperparameters with their domains, metrics with their
+                         direction); best_so_far/<metric> by finished-trial count and
+                         best_so_far_by_time/<metric> by elapsed seconds
+  trials/<id>-<family>/  loss/train, loss/val, metric/<name> per epoch; the session's hyperparameters and
+                         status; hparams/<name>: per epoch, the value at the trial's best epoch so far (the
+                         model it keeps), written when it finishes: its last point is what HParams shows
+
+What TensorBoard 2.x does with the experiment (plugins/hparams/backend_context.py,
+_sort_and_reduce_to_hparams_limit; the dashboard's _computeHParams in webfiles.zip index.js): it sorts
+the hyperparameters by `differs` (True first), then by name, and ticks the first five. So `differs` marks
+the default columns: the family and the parameters every trial has (a parameter with a condition would
+leave a trial without a value, and the parallel-coordinates view draws no line for it), everything else
+is declared but unticked. Metrics: the first five in declared order are shown; MetricInfo has no
+direction, so it is in the display name. HParamInfo has no log-scale flag (the axis defaults to linear;
+its scale menu has "log"), so each log-scaled parameter also gets `log10_<name>`, the default column in
+place of the raw value. Classification always trains with cross-entropy, so log_loss IS the validation
+loss: one name for it, loss/val per epoch and val_loss in HParams.
 
 Everything is written with torch's SummaryWriter and tensorboard's protos, so TensorFlow
 is never needed.
@@ -14,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -26,15 +39,19 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from automl.files import disk_full, finite_number
+from automl.metrics import METRICS
 from automl.reporting.base import RunObserver
 from automl.space import Choice, SearchSpace
 from automl.store import TrialRecord
 
 HPARAMS_PREFIX = "hparams/"
+DEFAULT_COLUMNS = 5  # the dashboard ticks the first five hyperparameters (and metrics)
 # hparams' Status has no "aborted": a pruned trial ran correctly and has real (partial)
 # metrics, so it counts as a success; its reason stays visible in the store and report.
 STATUS = {"COMPLETE": api_pb2.STATUS_SUCCESS, "PRUNED": api_pb2.STATUS_SUCCESS,
           "FAILED": api_pb2.STATUS_FAILURE}
+EPOCH_TAGS = {"train_loss": "loss/train", "val_loss": "loss/val"}
+SAME_AS_VAL_LOSS = "log_loss"  # cross-entropy on the validation rows, as val_loss
 
 
 # -- encoding hyperparameter values: the declared type and the session values must agree,
@@ -62,9 +79,23 @@ def _hparam_info(param) -> api_pb2.HParamInfo:
         data_type = _data_type(param.choices)
         domain = struct_pb2.ListValue(values=[_proto_value(v, data_type) for v in param.choices])
         return api_pb2.HParamInfo(name=param.name, type=data_type, domain_discrete=domain)
-    # Float and Int: an interval; the dashboard offers its own log-scale toggle for log params
     interval = api_pb2.Interval(min_value=float(param.low), max_value=float(param.high))
     return api_pb2.HParamInfo(name=param.name, type=api_pb2.DATA_TYPE_FLOAT64, domain_interval=interval)
+
+
+def log10_name(name: str) -> str:
+    return f"log10_{name}"
+
+
+def _log10_info(param) -> api_pb2.HParamInfo:
+    interval = api_pb2.Interval(min_value=math.log10(param.low), max_value=math.log10(param.high))
+    return api_pb2.HParamInfo(name=log10_name(param.name), display_name=f"log10({param.name})",
+                              description=f"log10 of {param.name}, searched on a log scale",
+                              type=api_pb2.DATA_TYPE_FLOAT64, domain_interval=interval)
+
+
+def _varies(param) -> bool:
+    return len(param.choices) > 1 if isinstance(param, Choice) else param.low < param.high
 
 
 def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
@@ -119,22 +150,37 @@ class TensorBoardObserver(RunObserver):
         self.space = space
         self.metric = metric
         self.direction = direction
-        # the objective metric first, then the others, without duplicates
-        self.metric_names = list(dict.fromkeys([metric, *metric_names]))
+        self._same_as_val_loss = SAME_AS_VAL_LOSS in [metric, *metric_names]
+        # one key per quantity, in the dashboard's order: the objective, the others, val loss, epochs
+        keys = [self._key(name) for name in [metric, *metric_names, "val_loss", "epochs"]]
+        self.metric_keys = list(dict.fromkeys(keys))
         self._types = {p.name: _hparam_info(p).type for p in space}
+        self._log_params = {p.name for p in space if getattr(p, "log", False)}
         self._writers: OrderedDict[str, SummaryWriter] = OrderedDict()
-        self._last_epoch: dict[str, dict[str, float]] = {}
+        self._runs: dict[str, str] = {}  # trial id -> its run folder, named once with its family
+        self._curves: dict[str, list[tuple[int, dict[str, float]]]] = {}  # best-epoch values, per epoch
+        self._best: dict[str, dict[str, float]] = {}  # a trial's best epoch so far (kept for promotions)
         self._experiment_written = False
         self._study: SummaryWriter | None = None
+        self._last_second = -1  # best_so_far_by_time's last step: steps must increase
         self._disk_full = False  # said once
         _quiet_writer_threads()
 
+    def _key(self, name: str) -> str:
+        return "val_loss" if self._same_as_val_loss and name == SAME_AS_VAL_LOSS else name
+
     # -- writers
-    def _trial_writer(self, trial_id: str) -> SummaryWriter:
+    def _run_name(self, trial_id: str, family: Any = None) -> str:
+        # fixed at the trial's first start, so a resumed or promoted trial writes to the same run
+        if trial_id not in self._runs:
+            self._runs[trial_id] = f"trials/{trial_id}-{family}" if family else f"trials/{trial_id}"
+        return self._runs[trial_id]
+
+    def _trial_writer(self, trial_id: str, family: Any = None) -> SummaryWriter:
         writer = self._writers.pop(trial_id, None)
         if writer is None:
             # reopening a trial's folder later is fine: TensorBoard reads every event file in it
-            writer = SummaryWriter(log_dir=str(self.log_dir / "trials" / trial_id))
+            writer = SummaryWriter(log_dir=str(self.log_dir / self._run_name(trial_id, family)))
         self._writers[trial_id] = writer  # most recently used last
         while len(self._writers) > self.MAX_OPEN_WRITERS:
             self._writers.popitem(last=False)[1].close()
@@ -145,28 +191,55 @@ class TensorBoardObserver(RunObserver):
             self._study = SummaryWriter(log_dir=str(self.log_dir / "study"))
         return self._study
 
-    # -- the experiment (written once, in the root run)
-    def _experiment(self, families: Sequence[str] | None) -> api_pb2.Experiment:
-        hparams = [_hparam_info(p) for p in self.space]
+    # -- the experiment (written once, in the study run)
+    def _hparam_infos(self, families: Sequence[str] | None) -> list[api_pb2.HParamInfo]:
+        infos, defaults = [], []
         if "family" not in self._types:
             # the family is in every config even when the space does not search over it
             self._types["family"] = api_pb2.DATA_TYPE_STRING
             domain = struct_pb2.ListValue(values=[struct_pb2.Value(string_value=f) for f in families or []])
-            hparams.insert(0, api_pb2.HParamInfo(name="family", type=api_pb2.DATA_TYPE_STRING,
-                                                 domain_discrete=domain if families else None))
-        metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=HPARAMS_PREFIX + name), display_name=name,
-                                      dataset_type=api_pb2.DATASET_VALIDATION)
-                   for name in [*self.metric_names, "val_loss"]]
-        return api_pb2.Experiment(description=f"objective: {self.metric} ({self.direction})",
-                                  time_created_secs=time.time(), hparam_infos=hparams, metric_infos=metrics)
+            infos.append(api_pb2.HParamInfo(name="family", type=api_pb2.DATA_TYPE_STRING,
+                                            domain_discrete=domain if families else None))
+            defaults.append("family")
+        for param in self.space:
+            infos.append(_hparam_info(param))
+            if param.name in self._log_params:
+                infos.append(_log10_info(param))
+            # a default column needs a value in every trial (no condition) that tells trials apart
+            if param.condition is None and _varies(param):
+                defaults.append(log10_name(param.name) if param.name in self._log_params else param.name)
+        defaults.sort(key=lambda name: name != "family")  # the family first, whatever the space's order
+        for info in infos:
+            info.differs = info.name in defaults[:DEFAULT_COLUMNS]
+        return infos
+
+    def _metric_info(self, key: str) -> api_pb2.MetricInfo:
+        """The direction goes into the display name: MetricInfo has no field for it."""
+        if key == "epochs":
+            display, about = "epochs", "epochs trained"
+        else:
+            selection = key == self._key(self.metric)
+            direction = self.direction if selection else (
+                "minimize" if key == "val_loss" else getattr(METRICS.get(key), "direction", None))
+            display = f"{key} = {SAME_AS_VAL_LOSS}" if key == "val_loss" and self._same_as_val_loss else key
+            arrow = {"maximize": "max", "minimize": "min"}.get(direction)
+            if arrow:
+                display += f" ({arrow}, selection)" if selection else f" ({arrow})"
+            about = f"{direction or 'no direction'}; at the trial's best epoch"
+        return api_pb2.MetricInfo(name=api_pb2.MetricName(tag=HPARAMS_PREFIX + key), display_name=display,
+                                  description=about, dataset_type=api_pb2.DATASET_VALIDATION)
 
     def _write_experiment(self, families: Sequence[str] | None = None) -> None:
         if self._experiment_written:
             return
         self._experiment_written = True
-        data = plugin_data_pb2.HParamsPluginData(experiment=self._experiment(families))
-        with SummaryWriter(log_dir=str(self.log_dir)) as root:
-            root.file_writer.add_summary(_summary(metadata.EXPERIMENT_TAG, data))
+        experiment = api_pb2.Experiment(
+            description=f"objective: {self.metric} ({self.direction})", time_created_secs=time.time(),
+            hparam_infos=self._hparam_infos(families), metric_infos=[self._metric_info(k) for k in self.metric_keys])
+        data = plugin_data_pb2.HParamsPluginData(experiment=experiment)
+        study = self._study_writer()
+        study.file_writer.add_summary(_summary(metadata.EXPERIMENT_TAG, data))
+        study.flush()
 
     # -- RunObserver
     @_unless_disk_full
@@ -182,30 +255,51 @@ class TensorBoardObserver(RunObserver):
                 continue
             data_type = self._types.get(name) or _data_type([value])
             start.hparams[name].CopyFrom(_proto_value(value, data_type))
+            if name in self._log_params and isinstance(value, (int, float)) and value > 0:
+                start.hparams[log10_name(name)].number_value = math.log10(value)
         data = plugin_data_pb2.HParamsPluginData(session_start_info=start)
-        self._trial_writer(trial_id).file_writer.add_summary(_summary(metadata.SESSION_START_INFO_TAG, data))
+        writer = self._trial_writer(trial_id, config.get("family"))
+        writer.file_writer.add_summary(_summary(metadata.SESSION_START_INFO_TAG, data))
 
     @_unless_disk_full
     def epoch(self, trial_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         writer = self._trial_writer(trial_id)
         for key, value in metrics.items():
             value = finite_number(value)
-            if value is None:
-                continue
-            tag = {"train_loss": "loss/train", "val_loss": "loss/val"}.get(key, f"metric/{key}")
-            writer.add_scalar(tag, value, global_step=epoch)
-        self._last_epoch[trial_id] = dict(metrics)
+            if value is None or (self._same_as_val_loss and key == SAME_AS_VAL_LOSS):
+                continue  # log_loss is drawn as loss/val
+            writer.add_scalar(EPOCH_TAGS.get(key, f"metric/{key}"), value, global_step=epoch)
+        if self._better(metrics, self._best.get(trial_id)):
+            self._best[trial_id] = dict(metrics)
+        self._curves.setdefault(trial_id, []).append((epoch, self._best[trial_id]))
+
+    def _better(self, metrics: Mapping[str, float], best: Mapping[str, float] | None) -> bool:
+        """The trainer's rule for the epoch it keeps: the metric, a tie going to the lower val loss."""
+        def loss(m: Mapping[str, float]) -> tuple[float, float]:
+            value = finite_number(m.get(self.metric))
+            val_loss = finite_number(m.get("val_loss"))
+            value = math.inf if value is None else (-value if self.direction == "maximize" else value)
+            return value, math.inf if val_loss is None else val_loss
+        return best is None or loss(metrics) < loss(best)
 
     @_unless_disk_full
     def trial_finished(self, record: TrialRecord, best: TrialRecord | None, n_finished: int, elapsed: float) -> None:
-        writer = self._trial_writer(record.trial_id)
-        # the record's metrics win; val_loss usually lives only in the last epoch's dict
-        final = {**self._last_epoch.pop(record.trial_id, {}), **(record.metrics or {})}
-        if record.status != "FAILED":
-            for name in [*self.metric_names, "val_loss"]:
-                value = finite_number(final.get(name))
-                if value is not None:
-                    writer.add_scalar(HPARAMS_PREFIX + name, value, global_step=record.epochs)
+        writer = self._trial_writer(record.trial_id, record.family)
+        curve = self._curves.pop(record.trial_id, [])
+        if record.status == "FAILED":
+            self._best.pop(record.trial_id, None)  # a failed trial has no metrics to show
+        else:
+            # the record (the trainer's best epoch) wins over what the observer followed
+            final = {**self._best.get(record.trial_id, {}), **(record.metrics or {})}
+            self._best[record.trial_id] = final
+            last = record.epochs or 0
+            points = [(epoch, values) for epoch, values in curve if epoch < last]
+            for epoch, values in [*points, (last, final)]:
+                values = {**values, "epochs": epoch}
+                for key in self.metric_keys:
+                    value = finite_number(values.get(key))
+                    if value is not None:
+                        writer.add_scalar(HPARAMS_PREFIX + key, value, global_step=epoch)
         end = plugin_data_pb2.SessionEndInfo(status=STATUS.get(record.status, api_pb2.STATUS_UNKNOWN),
                                              end_time_secs=record.finished_at or time.time())
         writer.file_writer.add_summary(_summary(metadata.SESSION_END_INFO_TAG,
@@ -219,7 +313,10 @@ class TensorBoardObserver(RunObserver):
             return
         study = self._study_writer()
         study.add_scalar(f"best_so_far/{self.metric}", value, global_step=n_finished)
-        study.add_scalar(f"best_so_far_by_time/{self.metric}", value, global_step=int(elapsed))
+        # whole seconds as steps; trials finishing within one second would share a step and draw
+        # no line between them, so each later point moves on by a second at least
+        self._last_second = max(int(elapsed), self._last_second + 1)
+        study.add_scalar(f"best_so_far_by_time/{self.metric}", value, global_step=self._last_second)
         study.flush()
 
     @_unless_disk_full

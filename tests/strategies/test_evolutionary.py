@@ -79,8 +79,8 @@ def test_importing_the_module_does_not_import_nevergrad():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def _best_of(strategy, batches: int = 15, nan_first: bool = False) -> float:
-    """Batches of 4 parallel trials on the quadratic; the lowest finite loss (the first trial NaN if asked)."""
+def _losses(strategy, batches: int = 15, nan_first: bool = False) -> list[float]:
+    """Batches of 4 parallel trials on the quadratic; every loss in order (the first trial NaN if asked)."""
     losses = []
     for _ in range(batches):
         batch = [strategy.ask() for _ in range(4)]
@@ -88,7 +88,12 @@ def _best_of(strategy, batches: int = 15, nan_first: bool = False) -> float:
             loss = math.nan if nan_first and not losses else quadratic(suggestion.config)
             losses.append(loss)
             strategy.tell(complete(suggestion, loss))
-    return min(loss for loss in losses if math.isfinite(loss))
+    return losses
+
+
+def _best_of(strategy, batches: int = 15, nan_first: bool = False) -> float:
+    """The lowest finite loss of `_losses`."""
+    return min(loss for loss in _losses(strategy, batches, nan_first) if math.isfinite(loss))
 
 
 def _random_bests(seeds) -> list[float]:
@@ -112,8 +117,14 @@ def test_the_default_beats_random_search_on_a_smooth_function():
 
 def test_after_a_nan_the_search_still_converges():
     random_median = statistics.median(_random_bests(SEEDS))
-    bests = [_best_of(make(seed=seed, budget=60), nan_first=True) for seed in SEEDS]
+    runs = [_losses(make(seed=seed, budget=60), nan_first=True) for seed in SEEDS]
+    bests = [min(loss for loss in losses if math.isfinite(loss)) for losses in runs]
     assert max(bests) < random_median and statistics.median(bests) < random_median / 4
+    # the optimizer kept learning from the results after the NaN: its last 20 trials sit near the
+    # optimum (median loss 1.8-4.5 over the seeds), where a random config scores ~20 and CMA-ES's
+    # first, unlearned samples around the centre of the box ~10 (what it asks when no result after
+    # the NaN reaches it); "best" alone does not tell these apart
+    assert max(statistics.median(losses[-20:]) for losses in runs) < 6
 
 
 def test_several_pending_asks_then_tells_in_any_order_with_any_status():
