@@ -262,12 +262,14 @@ def plugins(plugins_dirs):
               show_default=True, help="default: the model the run chose on validation (the ensemble when it beat "
                                       "the best single model, the baseline when it beat the deep one); baseline: the "
                                       "simple scikit-learn model the run saved.")
-def predict(run_dir, input_path, out, which):
+@click.option("--id-column", help="A column of INPUT whose values name the rows: the output's first column "
+                                  "(default: the spec's data.id_column, else the file lines).")
+def predict(run_dir, input_path, out, which, id_column):
     """Predict INPUT (a CSV, an .npz or an image folder, like the training data) with a run's model."""
     from automl.final.predict import predict_file
 
     try:
-        table = predict_file(Path(run_dir), Path(input_path), which)
+        table = predict_file(Path(run_dir), Path(input_path), which, id_column)
     except AutoMLError as error:
         _fail(error)
     table.to_csv(out, index=False)

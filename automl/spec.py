@@ -44,6 +44,14 @@ class CsvData(_Model):
     target: str = Field(min_length=1, description="Name of the column to predict.")
     delimiter: str = Field(",", min_length=1, max_length=1)
     drop: tuple[str, ...] = Field((), description="Columns to ignore (ids, leaks).")
+    id_column: Optional[str] = Field(None, min_length=1, description=(
+        "A column naming each row (never a feature): `automl predict` writes its values as the first column."))
+
+    @model_validator(mode="after")
+    def _id_is_no_target(self) -> "CsvData":
+        if self.id_column is not None and self.id_column == self.target:
+            raise ValueError(f"id_column {self.id_column!r} is the target; name the column that identifies each row")
+        return self
 
 
 class NpzData(_Model):
@@ -380,6 +388,8 @@ def spec_fingerprint(spec: TaskSpec) -> dict[str, Any]:
     data["strategy"] = {k: v for k, v in data["strategy"].items() if k not in ("timeout", "fallback")}
     if data["data"].get("test_path", 0) is None:
         del data["data"]["test_path"]  # as in runs made before the field existed, so they still resume
+    if data["data"]["source"] == "csv" and data["data"].get("id_column", 0) is None:
+        del data["data"]["id_column"]  # likewise
     return data
 
 

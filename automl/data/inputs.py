@@ -15,19 +15,28 @@ from pydantic import TypeAdapter, ValidationError
 from automl.data.csvfile import check_columns, numeric_cells, read_table
 from automl.data.images import image_files, is_image
 from automl.data.loaders import BUILTIN, read_npz_arrays
+from automl.data.preprocess import blank_to_nan
 from automl.data.sequences import long_sequences, object_array, wide_sequences
 from automl.data.text import text_column
 from automl.errors import DataError
 from automl.spec import BuiltinData, CsvData, DataSource, ImageFolderData, NpzData, SequenceCsvData, TextCsvData
 
 
-def read_inputs(source: dict, path: Path) -> tuple[Any, list[str]]:
-    """`source` is the spec's data section as JSON (its path, the training file, is ignored)."""
+def read_inputs(source: dict, path: Path, id_column: str | None = None) -> tuple[Any, list[str]]:
+    """`source` is the spec's data section as JSON (its path, the training file, is ignored).
+
+    The ids are `id_column`'s values (else a csv source's data.id_column), else the file lines."""
     path = Path(path)
     spec = _source_spec(source, path)
-    readers = {"builtin": _builtin, "csv": _csv, "npz": _npz, "images": _images,
-               "sequence_csv": _sequence_csv, "text_csv": _text_csv}
-    return readers[spec.source](spec, path)
+    tables = {"csv": _csv, "sequence_csv": _sequence_csv, "text_csv": _text_csv}
+    if spec.source == "csv":  # sequence_csv's id_column names sequences, not rows
+        id_column = id_column or spec.id_column
+    if spec.source in tables:
+        return tables[spec.source](spec, path, id_column)
+    if id_column:
+        raise DataError(f"{path}: an id column ({id_column!r}) applies to CSV files only; this model reads "
+                        f"{spec.source} inputs - predict without --id-column")
+    return {"builtin": _builtin, "npz": _npz, "images": _images}[spec.source](spec, path)
 
 
 def _source_spec(source: dict, path: Path):
@@ -41,6 +50,16 @@ def _source_spec(source: dict, path: Path):
 
 def _line_ids(lines: np.ndarray) -> list[str]:
     return [f"line {line}" for line in lines]
+
+
+def _row_ids(frame: pd.DataFrame, lines: np.ndarray, path: Path, id_column: str | None) -> list[str]:
+    """The id column's values (stripped text, "" when empty), else the file lines."""
+    if id_column is None:
+        return _line_ids(lines)
+    if id_column not in frame.columns:
+        raise DataError(f"{path}: no id column {id_column!r} (data.id_column or --id-column); columns are: "
+                        f"{', '.join(map(repr, frame.columns))}. Add the column, or name another with --id-column")
+    return blank_to_nan(frame[id_column]).fillna("").astype(str).tolist()
 
 
 def _builtin(source: BuiltinData, path: Path) -> tuple[np.ndarray, list[str]]:
@@ -76,9 +95,9 @@ def _numeric_csv(path: Path) -> tuple[np.ndarray, list[str]]:
     return numeric_cells(frame, lines, str(path)), _line_ids(lines)
 
 
-def _csv(source: CsvData, path: Path) -> tuple[pd.DataFrame, list[str]]:
+def _csv(source: CsvData, path: Path, id_column: str | None) -> tuple[pd.DataFrame, list[str]]:
     frame, lines = read_table(path, source.delimiter)
-    return frame, _line_ids(lines)
+    return frame, _row_ids(frame, lines, path, id_column)
 
 
 def _npz(source: NpzData, path: Path) -> tuple[np.ndarray, list[str]]:
@@ -103,19 +122,23 @@ def _images(source: ImageFolderData, path: Path) -> tuple[np.ndarray, list[str]]
     return np.array([str(f) for f in files], dtype=object), [f.relative_to(path).as_posix() for f in files]
 
 
-def _sequence_csv(source: SequenceCsvData, path: Path) -> tuple[np.ndarray, list[str]]:
+def _sequence_csv(source: SequenceCsvData, path: Path, id_column: str | None) -> tuple[np.ndarray, list[str]]:
     frame, lines = read_table(path, source.delimiter)
     name, exclude = str(path), {source.target, *source.drop}
     if source.layout == "wide":
-        return wide_sequences(frame, lines, name, exclude), _line_ids(lines)
+        ids = _row_ids(frame, lines, path, id_column)  # first: a missing id column is named as such
+        return wide_sequences(frame, lines, name, exclude | ({id_column} if id_column else set())), ids
+    if id_column:
+        raise DataError(f"{path}: layout 'long' names each sequence by data.id_column {source.id_column!r}; "
+                        "predict without --id-column")
     required = {source.id_column: "id", **({source.time_column: "time"} if source.time_column else {})}
     check_columns(name, list(frame.columns), source.delimiter, required)
     sequences, ids, _ = long_sequences(frame, lines, name, source.id_column, source.time_column, exclude)
     return object_array(sequences), ids
 
 
-def _text_csv(source: TextCsvData, path: Path) -> tuple[np.ndarray, list[str]]:
+def _text_csv(source: TextCsvData, path: Path, id_column: str | None) -> tuple[np.ndarray, list[str]]:
     frame, lines = read_table(path, source.delimiter)
     check_columns(str(path), list(frame.columns), source.delimiter, {source.text_column: "text"})
     texts, _ = text_column(frame, source.text_column)
-    return texts, _line_ids(lines)
+    return texts, _row_ids(frame, lines, path, id_column)

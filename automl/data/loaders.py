@@ -144,10 +144,11 @@ def _read_builtin(source: BuiltinData, task: str | None) -> Raw:
 def _read_csv(source: CsvData, task: str | None) -> Raw:
     frame, lines = read_table(source.path, source.delimiter)
     name = str(source.path)
-    check_columns(name, list(frame.columns), source.delimiter, {source.target: "target"}, source.drop)
+    ids = {source.id_column: "id"} if source.id_column else {}  # names rows for predict, never a feature
+    check_columns(name, list(frame.columns), source.delimiter, {source.target: "target", **ids}, source.drop)
     y = target_values(frame[source.target], lines, name, source.target, task)
 
-    features = [c for c in frame.columns if c != source.target and c not in source.drop]
+    features = [c for c in frame.columns if c != source.target and c not in source.drop and c not in ids]
     kinds = classify_columns(frame[features], lines, name)
     used = [*kinds.numeric, *kinds.categorical]
     if not used:

@@ -5,7 +5,9 @@ inputs to class probabilities (classification) or predictions in the target's un
 (regression); model/ensemble.pt, when the run built an ensemble, is the same for the
 weighted ensemble. model/preprocessor.json holds the fitted input transform as data
 (`preprocessor_io.load_preprocessor` rebuilds it; never a pickle, so loading a run directory
-runs no code), model/model.json the facts needed to use them.
+runs no code), model/model.json the facts needed to use them. model/standalone.py (a copy of
+standalone.py beside this file, never imported by automl) replays that transform with numpy
+alone, so a user applies the export with torch, numpy and the standard library.
 """
 from __future__ import annotations
 
@@ -22,13 +24,14 @@ from automl.files import write_atomic
 from automl.final.preprocessor_io import save_preprocessor
 
 HOW_TO_LOAD = """\
-import torch
-from automl.final.preprocessor_io import load_preprocessor
-model = torch.jit.load("model/model.pt")            # no automl import needed
-prep = load_preprocessor("model")  # model/preprocessor.json, no pickle; None when inputs need no transform
-X = prep.transform(raw_rows) if prep is not None else raw_array   # shape (n, *input_shape)
-out = model(torch.as_tensor(X))  # class probabilities, or predictions (text: X holds int64 token ids)
+import sys; sys.path.insert(0, "model")  # model/standalone.py: needs torch and numpy only, no automl
+import standalone
+export = standalone.load("model")        # model.json, preprocessor.json (no pickle), model.pt or ensemble.pt
+ids, out = export.predict_csv("new.csv") # a CSV laid out like the training file; or:
+out = export.predict(raw)                # raw inputs as in training (table, array, texts, image paths)
+# out: class probabilities (names: export.classes) or predictions; export.transform(raw): the model inputs
 """
+STANDALONE = Path(__file__).with_name("standalone.py")  # copied as text, never imported
 
 
 class ExportedModel(nn.Module):
@@ -69,7 +72,9 @@ def export_model(net: nn.Module, data: PreparedData, config: Mapping[str, Any], 
     state = io.BytesIO()
     torch.save(net.state_dict(), state)  # through write_atomic: a full disk is an OSError naming the file
     write_atomic(out_dir / "state_dict.pt", state.getvalue())
-    files = {"torchscript": "model.pt", "state_dict": "state_dict.pt", "preprocessor": preprocessor}
+    write_atomic(out_dir / STANDALONE.name, STANDALONE.read_text(encoding="utf-8"))
+    files = {"torchscript": "model.pt", "state_dict": "state_dict.pt", "preprocessor": preprocessor,
+             "standalone": STANDALONE.name}
     if ensemble is not None:
         _trace(ensemble, data, out_dir / "ensemble.pt")
         files["ensemble"] = "ensemble.pt"

@@ -82,8 +82,12 @@ def saved_preprocessor(run_dir: Path, facts: dict):
     return load_preprocessor(run_dir / "model", name)
 
 
-def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "default") -> pd.DataFrame:
-    """One row per input sample: its id, the prediction and, for classification, the class probabilities."""
+def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "default",
+                 id_column: str | None = None) -> pd.DataFrame:
+    """One row per input sample: its id, the prediction and, for classification, the class probabilities.
+
+    The first column holds `id_column`'s values (else the spec's data.id_column), named after it;
+    without one it is "id": the file line (or row, or image path) of each sample."""
     import torch
 
     from automl.data.inputs import read_inputs
@@ -92,7 +96,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "defa
     facts = load_facts(run_dir)
     path = model_file(run_dir, facts, which)
     preprocessor = saved_preprocessor(run_dir, facts)
-    features, ids = read_inputs(facts["data"], input_path)
+    features, ids = read_inputs(facts["data"], input_path, id_column)
     X = preprocessor.transform(features) if preprocessor is not None else features
     X = np.asarray(X, dtype=np.dtype(facts.get("input_dtype", "float32")))
     expected = tuple(facts["input_shape"])
@@ -106,13 +110,15 @@ def predict_file(run_dir: str | Path, input_path: str | Path, which: str = "defa
         with torch.no_grad():
             out = np.concatenate([model(torch.as_tensor(X[i:i + BATCH])).numpy()
                                   for i in range(0, len(X), BATCH)]) if len(X) else np.zeros((0,))
-    table = _table(ids, out, facts)
+    source = facts["data"] or {}
+    spec_ids = source.get("id_column") if source.get("source") == "csv" else None  # sequence_csv's names sequences
+    table = _table(ids, out, facts, id_column or spec_ids or "id")
     table.attrs["model"] = model_label(facts, which)
     return table
 
 
-def _table(ids: list[str], out: np.ndarray, facts: dict) -> pd.DataFrame:
-    frame = pd.DataFrame({"id": ids})
+def _table(ids: list[str], out: np.ndarray, facts: dict, id_name: str) -> pd.DataFrame:
+    frame = pd.DataFrame({id_name: ids})
     if facts["task"] == "classification":
         names = facts["class_names"]
         out = out.reshape(len(ids), len(names))
