@@ -29,6 +29,7 @@ from automl.final.finish import finish_search, no_model_document
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
 from automl.reporting.base import RunObserver
+from automl.retention import Retention
 from automl.rundir import RunLock, prepare_run_dir
 from automl.space import SearchSpace
 from automl.spec import METRICS, TaskSpec, spec_fingerprint
@@ -232,7 +233,9 @@ class Agent:
             metric=plan.metric, direction=plan.direction, observers=self.observers,
             prior_elapsed=float(store.get_meta("elapsed_before", 0.0)), call_timeout=spec.strategy.timeout,
             fallback=self._fallback_factory(plan, workers) if spec.strategy.fallback else None,
-            fallback_name=spec.strategy.fallback or "random")
+            fallback_name=spec.strategy.fallback or "random",
+            after_outcome=Retention(context.checkpoint_dir, spec.ensemble.candidates, float(budget.max_epochs))
+            if spec.execution.keep_checkpoints == "best" else None)
         resubmit = self.loop.replay()
         self.observers.run_started({
             "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": strategy_name,

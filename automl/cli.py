@@ -368,22 +368,32 @@ def schema():
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("--port", type=int, default=6006, show_default=True)
-def tensorboard(run_dir, port):
+@click.option("--port", type=int, default=6006, show_default=True, help="0: any free port.")
+@click.option("--verbose", is_flag=True, help="Show TensorBoard's own logs and every request.")
+def tensorboard(run_dir, port, verbose):
     """Serve the run's TensorBoard logs on 127.0.0.1."""
+    import contextlib
+    import io
+
     from tensorboard import program
 
     logdir = Path(run_dir) / "tensorboard"
     if not logdir.is_dir():
         click.echo(f"error: {logdir} does not exist; is {run_dir} a run directory?", err=True)
         sys.exit(1)
+    # warnings and errors only: TensorBoard logs its start-up at INFO, werkzeug each request at the root's level
+    for name in () if verbose else ("", "tensorboard", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     board = program.TensorBoard()
     board.configure(argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)])
-    click.echo(f"TensorBoard at {board.launch()} (Ctrl-C to stop)")
-    try:
+    with contextlib.redirect_stderr(io.StringIO()) as launch_output:  # it writes its notes to stderr itself
+        url = board.launch()
+    note = "" if verbose else getattr(program, "_DATA_SERVER_ADVISORY_MESSAGE", "")  # "fast data loading"
+    if rest := launch_output.getvalue().replace(note, "").strip():
+        click.echo(rest, err=True)  # anything else it said, errors among them
+    click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
         signal.pause()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -98,8 +98,10 @@ class SearchLoop:
     def __init__(self, strategy: Strategy, *, label: str, space: SearchSpace, store: TrialStore, executor,
                  limits: Limits, metric: str, direction: str, observers: Observers | None = None,
                  prior_elapsed: float = 0.0, call_timeout: float = 600.0,
-                 fallback: Callable[[], Strategy] | None = None, fallback_name: str = "random"):
-        # fallback: builds the strategy that takes over, once, from one that breaks
+                 fallback: Callable[[], Strategy] | None = None, fallback_name: str = "random",
+                 after_outcome: Callable[[list[TrialRecord]], None] | None = None):
+        # fallback: builds the strategy that takes over, once, from one that breaks; after_outcome: told
+        # every trial once an outcome is committed and told (checkpoint retention: automl/retention.py)
         self.strategy = strategy
         self.label = label  # "strategy 'x' from <source>", for errors
         self.space = space
@@ -114,6 +116,7 @@ class SearchLoop:
         self.call_timeout = call_timeout
         self.fallback = fallback
         self.fallback_name = fallback_name
+        self.after_outcome = after_outcome
         self.fell_back = False
         self._calls = CallThread()
         self._resubmit: list[TrialRequest] = []
@@ -369,6 +372,8 @@ class SearchLoop:
             trials = store.trials()
             self.observers.trial_finished(record, best_trial(trials), sum(1 for t in trials if t.finished),
                                           self.elapsed())
+            if self.after_outcome is not None:
+                self.after_outcome(trials)
 
 
 def metrics_of(result: float | Mapping[str, Any], metric: str) -> dict[str, float]:

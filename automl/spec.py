@@ -226,6 +226,8 @@ class ExecutionSpec(_Model):
                                  "max_trial_time; threads start faster, but a crash ends the run and a thread past "
                                  "max_trial_time is abandoned (its trial fails, its CPU is freed when it returns).")
     retries: int = Field(1, ge=0, le=100, description="Runs again of a trial whose worker crashed (0 to 100).")
+    keep_checkpoints: Literal["best", "all"] = Field("best", description="Trial checkpoints kept: 'best' (what resume "
+        "and promotions need, and the ensemble.candidates best trials without optimizer state) or 'all'.")
     address: Optional[str] = Field(None, description="Ray: 'auto', 'ray://host:port' or none for a local Ray.")
     gpus_per_trial: Optional[float] = Field(
         None, ge=0, le=1024, description="Ray: GPUs per trial (fractions share a GPU).")

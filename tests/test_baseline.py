@@ -48,8 +48,11 @@ def test_the_run_reports_the_baselines_scores_and_that_the_deep_model_lost(weak_
     assert results["final_val"]["accuracy"] < results["baseline"]["models"][0]["val"]["accuracy"]
     assert results["baseline"]["deep_beats_baseline"] is False and results["baseline"]["used_by_predict"]
     message = results["baseline"]["message"]
-    assert "did not beat the baseline" in message and "did not beat the baseline" in output
-    assert "(used by predict)" in output.split("baseline logistic regression")[1].splitlines()[0]
+    assert "did not beat the baseline" in message
+    # the run's last lines: the model predict uses, and the verdict
+    assert output.startswith("automl predict uses the baseline logistic regression: test accuracy") or \
+        "\nautoml predict uses the baseline logistic regression: test accuracy" in output
+    assert "baseline logistic regression: test accuracy" in output and "did not beat it on validation" in output
     report = (folder / "run" / "report.md").read_text()
     assert message in report and "Baseline: a simple model on the same split" in report
 

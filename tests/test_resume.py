@@ -144,9 +144,9 @@ def test_driver_killed_at_random_moments_loses_and_repeats_nothing(tmp_path):
     spec = importlib.util.spec_from_file_location("kill_driver", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result = module.kill_and_resume(tmp_path, kills=10, seed=1, workers=1, log=lambda line: None, final_timeout=FINISH)
+    result = module.kill_and_resume(tmp_path, kills=5, seed=1, workers=1, log=lambda line: None, final_timeout=FINISH)
     assert result["final_exit_code"] == 0, result["final_stderr"]
-    assert result["kills"] == 10
+    assert result["kills"] == 5  # scripts/kill_driver.py --kills 10 is the longer check
     assert result["completed_lost"] == 0 and result["trials_repeated"] == 0
     assert result["completed"] == result["trials"] == 10
 

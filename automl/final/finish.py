@@ -18,6 +18,7 @@ from automl.families.base import Family
 from automl.final.baseline import baseline_predictions, fit_baselines, judge, save_baseline
 from automl.final.export import export_model
 from automl.final.models import FinalModels, NoExportableModel
+from automl.retention import directory_bytes
 from automl.spec import TaskSpec
 from automl.store import TrialStore, best_trial
 from automl.training.trainer import Trainer, TrainSettings
@@ -172,7 +173,9 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
              "model": model_info, "baseline": baseline, "finished_at": time.time(), "duration_s": whole,
              "timings": _timings(whole, timings),
              "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {}),
-             **({"unreadable_checkpoints": passed_over} if passed_over else {})}
+             **({"unreadable_checkpoints": passed_over} if passed_over else {}),
+             "disk_bytes": directory_bytes(run_dir)}  # the run directory, model exported (report not yet written)
+    store.set_meta("run", {**(store.get_meta("run") or {}), "disk_bytes": final["disk_bytes"]})  # the report's run facts
     store.set_meta("final", final)
     return final
 

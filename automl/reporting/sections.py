@@ -255,7 +255,9 @@ def baseline_section(r: dict[str, Any]) -> Section | None:
     if rows:
         blocks.append(Table(("Baseline", f"Validation {metric}", f"Test {metric}", "Notes"), rows))
     blocks.append(Paragraph(baseline.get("note") or "Each baseline was fit on the training rows the trials used, "
-                            "on the same preprocessed inputs, and scored on the same validation and test rows."))
+                            "on the same preprocessed inputs, and scored on the same validation and test rows; "
+                            "a refit one (see its notes) then learned from the validation rows too, as the "
+                            "deep model's refit did, so its test score is the refit model's."))
     return Section("Baseline: a simple model on the same split", blocks)
 
 
@@ -302,9 +304,14 @@ def run_facts_section(r: dict[str, Any]) -> Section:
             ("Workers", format_value(run.get("workers"))), ("Host", format_value(run.get("host"))),
             ("Started", format_time(r["started_at"])), ("Finished", format_time(r["finished_at"])),
             ("Wall time", _wall_time(r)), ("Search time", format_duration(r.get("search_duration_s"))),
-            ("Report generated", format_time(r["generated_at"]))]
+            ("Report generated", format_time(r["generated_at"])), ("Disk used", _megabytes(run.get("disk_bytes")))]
     rows += [(f"{k} version", str(v)) for k, v in sorted((run.get("versions") or {}).items())]
     return Section("Run facts", [Table(FACTS, rows)])
+
+
+def _megabytes(size: Any) -> str:
+    """The run directory's size at the end of the run (before the report), or a dash before it ended."""
+    return "—" if not isinstance(size, (int, float)) else f"{size / 1e6:.1f} MB (the run directory, after the export)"
 
 
 def status_line(r: dict[str, Any]) -> str:

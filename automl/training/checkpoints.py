@@ -9,7 +9,8 @@ are refused with a `CheckpointError` rather than unpickled.
 On disk, one dict:
     format (FORMAT), epoch, bad_epochs, config, torch_rng,
     members: one entry per model (one for holdout, k for CV), each with
-        model, optimizer, scheduler, schedule_steps, scaler, generator
+        model, optimizer, scheduler, schedule_steps, scaler, generator;
+        none in a finished trial's checkpoint once `drop_training_state` ran (automl/retention.py)
     best: None, or {loss, metrics, epoch, states: [model state per member], val_pred}
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -115,6 +116,19 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         if disk_full(error):
             raise DiskFullError(path) from error
         raise
+
+
+def drop_training_state(path: Path) -> bool:
+    """Rewrite a finished trial's checkpoint with its best epoch alone (True when it held more).
+
+    The refit and the ensemble read only the best epoch's weights, predictions and the config;
+    the members' state (the last epoch's weights, the optimizer's: an L-BFGS history can be 100 MB)
+    serves only a resumption. A trial resumed from such a file would start again from scratch."""
+    saved = load_checkpoint(path)
+    if not saved.members:
+        return False
+    save_checkpoint(path, replace(saved, members=()))
+    return True
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> Checkpoint:

@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 from rich.console import Console
 from rich.text import Text
 
-from automl.reporting.console import (LogConsoleObserver, RichConsoleObserver, make_console_observer)
+from automl.reporting.console import (
+    LogConsoleObserver,
+    RichConsoleObserver,
+    make_console_observer,
+)
 from automl.store import TrialRecord
 
 INFO = {"name": "demo", "metric": "accuracy", "direction": "maximize", "strategy": "random",
@@ -88,3 +93,47 @@ def test_make_console_observer_picks_by_tty():
     rich_observer = make_console_observer(Tty())
     assert isinstance(rich_observer, RichConsoleObserver)
     rich_observer.close()
+
+
+def _frame(observer: RichConsoleObserver) -> str:
+    console = Console(record=True, width=120, file=io.StringIO())
+    console.print(observer.render())
+    return console.export_text()
+
+
+def test_rich_observer_ends_on_a_final_frame_with_the_search_clock():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    observer = RichConsoleObserver(console)
+    observer.run_started(INFO)
+    records = [_record("t0000", "COMPLETE", 0.75), _record("t0001", "COMPLETE", 0.875),
+               _record("t0002", "FAILED", error="RuntimeError: boom")]
+    for n, record in enumerate(records, start=1):
+        observer.trial_started(record.trial_id, record.config, None)
+        observer.trial_finished(record, records[1] if n > 1 else records[0], n, elapsed=float(n))
+    assert "running" in _frame(observer)
+    observer.phase("refit", None)
+    observer.run_finished({**SUMMARY, "timings": {"search": 3723.0, "refit": 5.0}})
+    frame = _frame(observer)
+    assert "finished (max_trials)" in frame and "running" not in frame
+    assert re.search(r"search\s+1:02:03", frame) and "remaining" not in frame  # the agent's search figure, stopped
+    rows = [line.split("│")[1].strip() for line in frame.splitlines() if line.count("│") > 3]
+    assert rows == ["t0001", "t0000", "t0002"]  # best first, the failed one last
+    assert "0.875" in frame and "mlp" in frame
+    out = _plain(console)  # what the terminal was left with: the same final frame, then the summary
+    assert "finished (max_trials)" in out[out.rindex("status"):]
+    assert "search 1:02:03" in out.splitlines()[-1]
+
+
+def test_rich_observer_bounds_the_finished_table_and_says_interrupted():
+    observer = RichConsoleObserver(Console(file=io.StringIO(), force_terminal=True, width=120))
+    observer.run_started(INFO)
+    for n in range(12):
+        record = _record(f"t{n:04d}", "COMPLETE", n / 16)
+        observer.trial_finished(record, record, n + 1, elapsed=float(n))
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        observer.close()  # as the agent does on Ctrl-C, without run_finished
+    frame = _frame(observer)
+    assert "interrupted" in frame and "best 5 of 12" in frame
+    assert "t0011" in frame and "t0007" in frame and "t0006" not in frame
