@@ -75,7 +75,12 @@ def setup(slot) -> object:
     return run_trial
 
 
-def collect(executor, trial_ids, answer=lambda event: False, timeout: float = 30.0) -> list:
+# a deadline for a state to be reached, never a wait: generous, as a Ray actor on a machine at
+# load 10 took over 30 s to report its first epoch
+DEADLINE = 180.0
+
+
+def collect(executor, trial_ids, answer=lambda event: False, timeout: float = DEADLINE) -> list:
     """Poll until every trial in trial_ids has finished, answering epoch events with answer(event)."""
     waiting, events = set(trial_ids), []
     deadline = time.monotonic() + timeout
@@ -250,7 +255,7 @@ def test_two_slots_run_two_trials_at_once(make_executor):
         executor.submit(TrialRequest("c", {"mode": "ok"}, 2))
     # each trial waits for the answer to its first epoch: both first epochs can only
     # arrive while neither is answered if the two trials really run side by side
-    held, events, deadline = {}, [], time.monotonic() + 30
+    held, events, deadline = {}, [], time.monotonic() + DEADLINE
     while len(held) < 2:
         assert time.monotonic() < deadline, f"the two trials did not overlap: {events}"
         for event in executor.events(0.2):
@@ -292,7 +297,7 @@ def test_nan_metrics_and_own_failures_pass_through(make_executor):
 def test_stop_ends_the_trial_at_its_next_epoch(make_executor):
     executor = make_executor()
     executor.submit(TrialRequest("t1", {"mode": "ok"}, 100))
-    events, deadline = [], time.monotonic() + 30
+    events, deadline = [], time.monotonic() + DEADLINE
     while not any(e.kind == "epoch" for e in events):
         assert time.monotonic() < deadline
         events += executor.events(0.2)
@@ -312,7 +317,7 @@ def test_stop_ends_the_trial_at_its_next_epoch(make_executor):
 def test_shutdown_is_idempotent_and_final(make_executor):
     executor = make_executor()
     executor.submit(TrialRequest("t1", {"mode": "ok"}, 10_000))
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + DEADLINE
     while not any(e.kind == "epoch" for e in executor.events(0.2)):  # running, waiting for an answer
         assert time.monotonic() < deadline
     started = time.monotonic()
