@@ -163,7 +163,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
             facts = json.loads((run_dir / "model" / "model.json").read_text())
             predictions = baseline_predictions(run_dir / "model", facts, data.X_test)
         else:
-            predictions = trainer.predict(ensemble_net if default == "ensemble" else exported, final_models.X_test)
+            predictions = final_models.test_predictions(ensemble_net if default == "ensemble" else exported)
         evaluation = evaluation_document(data, predictions, {k: predict_model[k] for k in ("name", "label")},
                                          spec.seed)
     whole = whole_run(store, duration)

@@ -39,6 +39,8 @@ class FinalModels:
         self.spec, self.data, self.settings, self.trainer = spec, data, settings, trainer
         self.checkpoints = checkpoint_dir
         self.X_test = torch.as_tensor(data.X_test, device=trainer.device)
+        # test predictions by model: scored once, reused by the evaluation of the model predict uses
+        self._test_predictions: dict[int, tuple[nn.Module, np.ndarray]] = {}
 
     def checkpoint_path(self, trial: TrialRecord) -> Path:
         return self.checkpoints / f"{trial.trial_id}.pt"
@@ -94,8 +96,14 @@ class FinalModels:
             return classification_metrics(names, y, predictions)
         return regression_metrics(names, y, predictions)
 
+    def test_predictions(self, model: nn.Module) -> np.ndarray:
+        key = id(model)
+        if key not in self._test_predictions:  # the module is kept with them, so its id is not reused
+            self._test_predictions[key] = (model, self.trainer.predict(model, self.X_test))
+        return self._test_predictions[key][1]
+
     def test_metrics(self, model: nn.Module) -> dict[str, float]:
-        return self.metrics(self.data.y_test, self.trainer.predict(model, self.X_test))
+        return self.metrics(self.data.y_test, self.test_predictions(model))
 
     # -- refit on train + validation
     def refit_rows(self) -> int:
