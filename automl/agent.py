@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -23,9 +23,11 @@ import automl
 from automl.data import load_data
 from automl.data.base import PreparedData
 from automl.data.checks import DataChecks, check_data
-from automl.errors import AutoMLError, BudgetExhausted, DiskFullError, PluginError, SpecError
+from automl.errors import AutoMLError, BudgetExhausted, DiskFullError, SpecError
 from automl.execution.threads import ThreadExecutor
 from automl.final.finish import finish_search, no_model_document
+from automl.final.models import refit_wanted
+from automl.final.time_plan import SearchReserve, refit_rows
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
 from automl.reporting.base import RunObserver
@@ -34,7 +36,7 @@ from automl.rundir import RunLock, prepare_run_dir
 from automl.space import SearchSpace
 from automl.spec import METRICS, TaskSpec, spec_fingerprint
 from automl.search import Limits, Observers, SearchLoop, StopCause
-from automl.strategy_builder import StrategySetup, build_strategy, validate_options
+from automl.strategy_builder import StrategySetup, build_strategy, strategy_class_and_options
 from automl.strategy_choice import AUTO, SearchFacts, StrategyChoice, choose_strategy, trial_budget_note
 from automl.store import TrialStore
 from automl.store_file import check_database
@@ -74,7 +76,7 @@ def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = (), *, refuse:
     is False (`automl init` looks first, then picks a split that fits)."""
     registry = discover(tuple(spec.plugins_dirs) + tuple(extra_plugin_dirs))
     if spec.strategy.name != AUTO:  # checked before the data is loaded: a typo fails at once
-        _strategy_class_and_options(registry, spec.strategy.name, spec.strategy.options)
+        strategy_class_and_options(registry, spec.strategy.name, spec.strategy.options)
     data = load_data(spec.data, spec.split, task=spec.task, seed=spec.seed)
     task = data.profile.task
     metric, direction = spec.resolved_metric(task)
@@ -110,37 +112,6 @@ def _named_or_auto(spec: TaskSpec, space: SearchSpace, registry: Registry) -> St
     return choose_strategy(facts, registry.names("strategies"))
 
 
-def _strategy_class_and_options(registry: Registry, name: str, options: Mapping[str, Any]):
-    try:
-        strategy_cls = registry.strategy(name)
-    except PluginError as error:
-        if name not in registry.names("strategies"):
-            raise SpecError([("strategy.name", str(error))]) from None
-        raise
-    return strategy_cls, validate_options(strategy_cls, options)
-
-
-def builtin_strategy_problems(raw: Any, plugin_dirs: Sequence[Path] = ()) -> list[tuple[str, str]]:
-    """What the built-in strategy a spec document names refuses in its options (or an unknown name),
-    found without the data or any plugin code, so that they are listed with the spec's own problems.
-    A strategy from a plugin folder or another package is checked by make_plan."""
-    strategy = raw.get("strategy") if isinstance(raw, Mapping) else None
-    name, options = (strategy.get("name"), strategy.get("options", {})) if isinstance(strategy, Mapping) else (None, None)
-    if not isinstance(name, str) or name in ("", AUTO) or not isinstance(options, Mapping):
-        return []  # the spec's own checks say what is wrong
-    registry = discover()  # entry points only: nothing is imported until a plugin is loaded
-    if name not in registry.names("strategies"):
-        if plugin_dirs or raw.get("plugins_dirs"):
-            return []  # it may come from a plugin folder
-    elif not (registry.get("strategies", name).target or "").startswith("automl."):
-        return []
-    try:
-        _strategy_class_and_options(registry, name, options)
-    except SpecError as error:
-        return error.problems
-    return []
-
-
 def plan_strategy(plan: Plan, choice: StrategyChoice | None = None) -> Plan:
     """The plan with `choice` (default: the plan's own) as its strategy, class and options checked.
 
@@ -148,7 +119,7 @@ def plan_strategy(plan: Plan, choice: StrategyChoice | None = None) -> Plan:
     strategy refuses (e.g. a rung ladder that does not fit max_epochs) before a run directory
     is touched."""
     choice = choice or plan.strategy
-    strategy_cls, options = _strategy_class_and_options(plan.registry, choice.name, choice.options)
+    strategy_cls, options = strategy_class_and_options(plan.registry, choice.name, choice.options)
     budget = plan.spec.budget
     strategy = build_strategy(strategy_cls, options, StrategySetup(plan.space, plan.spec.seed, float(budget.max_epochs)),
                               registry=plan.registry)
@@ -167,8 +138,9 @@ def versions() -> dict[str, str]:
 
 class Agent:
     def __init__(self, spec: TaskSpec, *, overwrite: bool = False, observers: Sequence[RunObserver] = (),
-                 plugin_dirs: Sequence[Path] = ()):
+                 plugin_dirs: Sequence[Path] = (), started_at: float | None = None):
         self.spec = spec
+        self.started_at = started_at  # time.time() when the command started (default: when run() starts)
         self.overwrite = overwrite
         self.extra_observers = list(observers)
         self.plugin_dirs = list(plugin_dirs)
@@ -176,6 +148,7 @@ class Agent:
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        self.started_at = self.started_at or time.time()
         if self.spec.execution.backend == "ray" and importlib.util.find_spec("ray") is None:
             raise SpecError([("execution.backend", "'ray' needs Ray installed: pip install 'automl[ray]'")])
         RunLock(self.run_dir).check_free()  # a directory in use is refused at once, before the data load
@@ -235,7 +208,10 @@ class Agent:
             fallback=self._fallback_factory(plan, workers) if spec.strategy.fallback else None,
             fallback_name=spec.strategy.fallback or "random",
             after_outcome=Retention(context.checkpoint_dir, spec.ensemble.candidates, float(budget.max_epochs))
-            if spec.execution.keep_checkpoints == "best" else None)
+            if spec.execution.keep_checkpoints == "best" else None,
+            time_reserve=None if budget.max_time is None else SearchReserve(
+                budget.max_time, self.started_at, plan.data, spec.refit,
+                refit_wanted(spec.refit, refit_rows(plan.data)), store.trials))
         resubmit = self.loop.replay()
         self.observers.run_started({
             "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": strategy_name,
@@ -356,7 +332,7 @@ class Agent:
         try:
             final = finish_search(self.spec, plan.data, plan.families, self.store, self.run_dir, self.settings,
                                   stopped_because=stopped_because, duration=duration,
-                                  progress=self.observers.phase)
+                                  progress=self.observers.phase, deadline=self._deadline())
         except AutoMLError:
             self._write_report()  # the trials and why no model came out of them
             raise
@@ -366,6 +342,11 @@ class Agent:
                    "direction": plan.direction, "report": {k: str(v) for k, v in paths.items()}}
         self.observers.run_finished(summary)
         return summary
+
+    def _deadline(self) -> float | None:
+        """When max_time wants this command done: its search time was max_time less earlier commands'."""
+        max_time = self.spec.budget.max_time
+        return None if max_time is None else self.started_at + max_time - self.loop.prior_elapsed
 
     def _write_report(self) -> dict[str, Path]:
         import sys

@@ -4,13 +4,17 @@ Exit codes: 0 done, 1 a run or data problem, 2 a bad spec or usage, 130 interrup
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
+
+COMMAND_STARTED = time.time()  # before the heavy imports a command makes: max_time bounds them too
 
 from automl.errors import AutoMLError, DiskFullError, SpecError
 from automl.files import disk_full
@@ -24,8 +28,8 @@ def _fail(error: AutoMLError) -> None:
 def _load(spec_path: str, overrides: dict, plugin_dirs=()):
     """The spec with the command line's overrides; one SpecError lists every problem of both and
     of the named built-in strategy's options."""
-    from automl.agent import builtin_strategy_problems
     from automl.spec import parse_spec, read_spec
+    from automl.strategy_builder import builtin_strategy_problems  # no torch: `validate --no-data` answers at once
 
     raw, problems = read_spec(spec_path)
     for dotted, value in overrides.items():
@@ -73,13 +77,11 @@ def main(verbose: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No live progress view.")
 def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, plugins_dirs, overwrite, quiet):
     """Run the search a spec describes; run it again to resume."""
-    import time
-
     from automl import interrupts
     from automl.agent import Agent
     from automl.reporting.console import make_console_observer
 
-    started = time.monotonic()  # the whole command: the data load and the report too
+    started = COMMAND_STARTED  # the whole command: imports, the data load and the report too
     overrides = {}
     if out:
         overrides["output"] = str(Path(out).resolve())
@@ -95,7 +97,7 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
         spec = _load(spec_path, overrides, plugins_dirs)
         observers = [] if quiet else [make_console_observer()]
         agent = Agent(spec, overwrite=overwrite, observers=observers,
-                      plugin_dirs=[Path(p).resolve() for p in plugins_dirs])
+                      plugin_dirs=[Path(p).resolve() for p in plugins_dirs], started_at=started)
         summary = agent.run()
     except AutoMLError as error:
         _fail(error)
@@ -110,32 +112,11 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    _headline(summary, time.monotonic() - started)
+    from automl.reporting.headline import headline
 
-
-def _headline(summary: dict, seconds: float) -> None:
-    """A few lines at the end of a run; every score and model is in the report."""
-    from automl.reporting.formatting import format_duration
-
-    metric = summary["metric"]
-    chosen = summary["predict_model"]
-    click.echo(f"automl predict uses {chosen['label']}: test {metric} {chosen['test'].get(metric, float('nan')):.4f}")
-    baseline = summary.get("baseline") or {}
-    best = next((m for m in baseline.get("models", []) if m["name"] == baseline.get("best")), None)
-    trial = f"the deep search's best trial {summary['best_trial_id']} ({summary['best_family']})"
-    verdict = {True: "beat it", False: "did not beat it"}.get(baseline.get("deep_beats_baseline"))
-    if best and verdict:
-        click.echo(f"baseline {best['title']}: test {metric} {best['test'].get(metric, float('nan')):.4f}; "
-                   f"{trial} {verdict} on validation")
-    else:
-        click.echo(f"{trial}: validation {metric} {summary['val'].get(metric, float('nan')):.4f}; no baseline to "
-                   "compare (the report says why)")
-    phases = ", ".join(f"{name} {format_duration(value)}" for name, value in summary.get("timings", {}).items())
-    whole = summary["duration_s"]  # from the run's record: the report's figure
-    rest = "the rest: imports, loading the data, the report" if whole <= seconds else "over all of its commands"
-    click.echo(f"stopped: {summary['stopped_because']}; wall time {format_duration(seconds)}, the run "
-               f"{format_duration(whole)} ({phases}; {rest})")
-    click.echo(f"report: {summary['report'].get('html', '-')}")
+    for line in headline(summary, time.time() - started):
+        click.echo(line)
+    gc.freeze()  # exit without a last scan of every object torch made: 7 s of a loaded machine, for nothing
 
 
 @main.command()
@@ -148,8 +129,6 @@ def _headline(summary: dict, seconds: float) -> None:
                                                     "--plugins-dir are imported without it.")
 def validate(spec_path, plugins_dirs, no_data, trust_plugins):
     """Check a spec (and its data and plugins); print every problem; run nothing."""
-    from automl.agent import make_plan
-
     try:
         spec = _load(spec_path, {}, plugins_dirs)
         if no_data:
@@ -163,6 +142,7 @@ def validate(spec_path, plugins_dirs, no_data, trust_plugins):
                        f"does not import: a spec's plugin files are code ({', '.join(map(str, untrusted))}). "
                        "Read them, then pass --trust-plugins to check everything.")
             return
+        from automl.agent import make_plan  # torch and scikit-learn: only the plan with the data needs them
         plan = make_plan(spec.model_copy(update={"plugins_dirs": ()}) if untrusted else spec,
                          [Path(p).resolve() for p in plugins_dirs])
     except AutoMLError as error:
@@ -247,7 +227,8 @@ def plugins(plugins_dirs):
     try:
         registry = discover([Path(p).resolve() for p in plugins_dirs])
         for plugin in registry.all():
-            plugin.load()
+            if not plugin.builtin:  # another package's or a folder's code is checked; automl's own is listed unloaded
+                plugin.load()
             click.echo(f"{SINGULAR[plugin.kind]:9} {plugin.name:14} {plugin.source}")
     except AutoMLError as error:
         _fail(error)

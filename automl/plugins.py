@@ -40,6 +40,7 @@ class Plugin:
     _loaded: Any = field(default=None, repr=False)
     target: str | None = None  # an entry point's value, "package.module:Class"
     path: Path | None = None  # or the plugin file that defines it
+    builtin: bool = False  # registered by automl's own distribution: tested with it, listed without loading
 
     def load(self) -> Any:
         """The plugin's class, imported once and checked against the protocol."""
@@ -138,8 +139,13 @@ def _entry_point_plugins() -> list[Plugin]:
                 continue
             seen.add((ep.name, ep.value))
             found.append(Plugin(kind, ep.name, f"entry point {group}:{ep.name} = {ep.value} ({dist})", ep.load,
-                                target=ep.value))
+                                target=ep.value, builtin=_is_automl_own(ep)))
     return found
+
+
+def _is_automl_own(ep) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.name == "automl" and ep.value.startswith("automl.")
 
 
 def _import_file(path: Path):

@@ -99,9 +99,11 @@ class SearchLoop:
                  limits: Limits, metric: str, direction: str, observers: Observers | None = None,
                  prior_elapsed: float = 0.0, call_timeout: float = 600.0,
                  fallback: Callable[[], Strategy] | None = None, fallback_name: str = "random",
-                 after_outcome: Callable[[list[TrialRecord]], None] | None = None):
+                 after_outcome: Callable[[list[TrialRecord]], None] | None = None,
+                 time_reserve: Callable[[int], float] | None = None):
         # fallback: builds the strategy that takes over, once, from one that breaks; after_outcome: told
-        # every trial once an outcome is committed and told (checkpoint retention: automl/retention.py)
+        # every trial once an outcome is committed and told (checkpoint retention: automl/retention.py);
+        # time_reserve(trials finished): the seconds of max_time kept for start-up and the end of the run
         self.strategy = strategy
         self.label = label  # "strategy 'x' from <source>", for errors
         self.space = space
@@ -117,6 +119,8 @@ class SearchLoop:
         self.fallback = fallback
         self.fallback_name = fallback_name
         self.after_outcome = after_outcome
+        self.time_reserve = time_reserve
+        self._finished = 0  # trials finished in this command: the reserve changes only then
         self.fell_back = False
         self._calls = CallThread()
         self._resubmit: list[TrialRequest] = []
@@ -231,8 +235,11 @@ class SearchLoop:
         return resubmit
 
     # -- the loop ---------------------------------------------------------------------------------------
+    def _reserve(self) -> float:
+        return self.time_reserve(self._finished) if self.time_reserve is not None else 0.0
+
     def _out_of_time(self) -> bool:
-        return self.limits.max_time is not None and self.elapsed() >= self.limits.max_time
+        return self.limits.max_time is not None and self.elapsed() >= self.limits.max_time - self._reserve()
 
     def trials_used(self, counts: Mapping[str, int]) -> float:
         """What max_trials counts: trials, or full trainings for a rung-ladder strategy."""
@@ -248,8 +255,10 @@ class SearchLoop:
         if limits.max_trials is not None and self.trials_used(counts) >= limits.max_trials - 1e-9:
             unit = " full trainings" * self.counts_full_trainings
             return SearchEnd(StopCause.MAX_TRIALS, f"max_trials ({limits.max_trials}{unit}) reached")
-        if limits.max_time is not None and self.elapsed() >= limits.max_time:
-            return SearchEnd(StopCause.MAX_TIME, f"max_time ({limits.max_time:g} s) reached")
+        if self._out_of_time():
+            reserve = self._reserve()
+            kept = f" ({reserve:.0f} s of it kept for start-up and the end of the run)" if reserve >= 0.5 else ""
+            return SearchEnd(StopCause.MAX_TIME, f"max_time ({limits.max_time:g} s) reached{kept}")
         if counts.get("FAILED", 0) >= limits.max_failed:
             return SearchEnd(StopCause.MAX_FAILED, f"max_failed ({limits.max_failed}) failed trials reached")
         return None
@@ -364,6 +373,7 @@ class SearchLoop:
             epochs = max([outcome.epochs] + [h["epoch"] for h in store.history(event.trial_id)])
             store.finish_trial(event.trial_id, outcome.status, loss=outcome.loss, metrics=outcome.metrics,
                                epochs=epochs, reason=outcome.reason, error=outcome.error)
+            self._finished += 1
             record = store.trial(event.trial_id)
             if outcome.status == "FAILED":
                 last_line = (outcome.error or "").strip().splitlines()[-1:] or [""]

@@ -291,7 +291,7 @@ class TaskSpec(_Model):
         "auto", description="Regression training loss (auto: mse); classification always trains with cross-entropy.")
     refit: Union[bool, Literal["auto"]] = Field(
         "auto", description="Retrain the best configuration on train+validation after the search; auto: when the "
-                            "non-test rows number at most 20000.")
+                            "non-test rows number at most 20000 and the refit is worth its time (docs/time.md).")
     ensemble: EnsembleSpec = EnsembleSpec()
     split: SplitSpec = SplitSpec()
     budget: BudgetSpec = BudgetSpec()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pydantic import BaseModel, ValidationError
 
@@ -123,3 +123,39 @@ def _build_inner(cls: type[Strategy], options: BaseModel, setup: StrategySetup, 
             setup.space, setup.seed, setup.max_budget, workdir, setup.parallelism), registry=registry,
             options_path=f"{options_path}.{role}_options")
     return inner
+
+
+def strategy_class_and_options(registry: "Registry", name: str, options: Mapping[str, Any]):
+    """The class of strategy `name` and its validated options; an unknown name is the spec's problem."""
+    try:
+        strategy_cls = registry.strategy(name)
+    except PluginError as error:
+        if name not in registry.names("strategies"):
+            raise SpecError([("strategy.name", str(error))]) from None
+        raise
+    return strategy_cls, validate_options(strategy_cls, options)
+
+
+def builtin_strategy_problems(raw: Any, plugin_dirs: Sequence[Path] = ()) -> list[tuple[str, str]]:
+    """What the built-in strategy a spec document names refuses in its options (or an unknown name),
+    found without the data, any plugin code or torch, so that they are listed with the spec's own
+    problems (`automl validate --no-data` answers at once). A strategy from a plugin folder or another
+    package is checked by make_plan."""
+    from automl.plugins import discover
+    from automl.strategy_choice import AUTO
+
+    strategy = raw.get("strategy") if isinstance(raw, Mapping) else None
+    name, options = (strategy.get("name"), strategy.get("options", {})) if isinstance(strategy, Mapping) else (None, None)
+    if not isinstance(name, str) or name in ("", AUTO) or not isinstance(options, Mapping):
+        return []  # the spec's own checks say what is wrong
+    registry = discover()  # entry points only: nothing is imported until a plugin is loaded
+    if name not in registry.names("strategies"):
+        if plugin_dirs or raw.get("plugins_dirs"):
+            return []  # it may come from a plugin folder
+    elif not registry.get("strategies", name).builtin:
+        return []
+    try:
+        strategy_class_and_options(registry, name, options)
+    except SpecError as error:
+        return error.problems
+    return []

@@ -6,14 +6,24 @@ families never collide. `build` receives the unprefixed values back.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from automl.data.base import Profile
 from automl.space import Param
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def __getattr__(name: str):
+    """`ACTIVATIONS`, built on first use: the contract itself loads no torch, so discovery,
+    `automl plugins` and `validate --no-data` stay quick (PEP 562)."""
+    if name == "ACTIVATIONS":
+        from torch import nn
+
+        globals()["ACTIVATIONS"] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+        return globals()["ACTIVATIONS"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Family:

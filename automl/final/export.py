@@ -55,7 +55,13 @@ def _trace(net: nn.Module, data: PreparedData, path: Path) -> None:
     module = ExportedModel(net.cpu().eval(), data.profile.task == "classification", data.y_mean, data.y_std).eval()
     example = torch.as_tensor(data.X_test[:2] if len(data.X_test) >= 2 else data.X_train[:2])
     with torch.no_grad():
-        scripted = torch.jit.trace(module, example)
+        # torch's own check of the trace imports torch.distributed for its comparison (1-4 s per run);
+        # the same check, done here: the traced module gives the eager module's outputs
+        scripted = torch.jit.trace(module, example, check_trace=False)
+        expected, traced = module(example), scripted(example)
+    if not torch.allclose(traced, expected, rtol=1e-4, atol=1e-5, equal_nan=True):
+        raise RuntimeError("the exported (traced) model does not reproduce the trained model's outputs; "
+                           "its forward depends on more than the input tensor")
     write_atomic(path, scripted.save_to_buffer())  # torch's own file writer aborts the process on a full disk
 
 

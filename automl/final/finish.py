@@ -18,6 +18,8 @@ from automl.families.base import Family
 from automl.final.baseline import baseline_predictions, fit_baselines, judge, save_baseline
 from automl.final.export import export_model
 from automl.final.models import FinalModels, NoExportableModel
+from automl.final.time_plan import decide_refit
+from automl.final.background import Background
 from automl.retention import directory_bytes
 from automl.spec import TaskSpec
 from automl.store import TrialStore, best_trial
@@ -101,10 +103,12 @@ def evaluation_document(data: PreparedData, predictions: np.ndarray, model: dict
 
 def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Family], store: TrialStore,
                   run_dir: Path, settings: TrainSettings, *, stopped_because: str,
-                  duration: float, progress: Progress | None = None) -> dict[str, Any]:
+                  duration: float, progress: Progress | None = None,
+                  deadline: float | None = None) -> dict[str, Any]:
     """Store and return the `final` document, with the model exported under run_dir/model.
 
-    `duration`: the search's time (over every command of a resumed run).
+    `duration`: the search's time (over every command of a resumed run); `deadline`: the wall-clock
+    time (time.time()) by which max_time wants the command done, None without max_time.
     Raises `BudgetExhausted` when no trial finished with a usable score, and `NoExportableModel`
     when no scored trial's checkpoint can be read (each with its `final` document stored first); a
     damaged best checkpoint passes to the next best trial's."""
@@ -129,27 +133,42 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     timings: dict[str, float] = {"search": duration}
     val = {k: v for k, v in best.metrics.items() if k in settings.metric_names}  # CV: the mean over folds
     models = {"search": {"trial_id": best.trial_id, "val": val, "test": final_models.test_metrics(model)}}
-    exported, refit_error = model, None
-    if final_models.refit_wanted():
+    exported, refit_error, cut = model, None, []
+    refit = decide_refit(spec.refit, best, data, duration, None if deadline is None else deadline - time.time())
+    if final_models.refit_wanted() and not refit.run:
+        cut.append(refit.why)
+        log.info("%s", refit.why)
+    refit_tried = final_models.refit_wanted() and refit.run  # the baselines learn from the same rows
+    refit_job = None
+    if refit_tried:  # beside the ensemble and the baselines: on a GPU they overlap entirely
         epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
-        try:
-            with _step(progress, f"refit of trial {best.trial_id} on {final_models.refit_rows()} rows, "
-                                 f"{epochs} epoch{'s' if epochs != 1 else ''}", timings, "refit"):
-                exported = trainer.fit_full(best.trial_id, final_models.trained_config(best, saved), epochs)
-        except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
-            refit_error = str(error)
-            log.warning("the refit failed (%s); the best trial's own model is exported", error)
-        else:
-            models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(),
-                               "test": final_models.test_metrics(exported)}
+        refit_name = (f"refit of trial {best.trial_id} on {final_models.refit_rows()} rows, "
+                      f"{epochs} epoch{'s' if epochs != 1 else ''}")
+        if progress is not None:
+            progress(refit_name, None)
+        config = final_models.trained_config(best, saved)
+        refit_job = Background(lambda: trainer.fit_full(best.trial_id, config, epochs), "automl-refit")
     with _step(progress, "ensemble of the best trials", timings, "ensemble"):
         ensemble_net, ensemble = final_models.ensemble(trials)
     if ensemble is not None:
         models["ensemble"] = ensemble
+    with _step(progress, "baselines (simple scikit-learn models)", timings, "baselines"):
+        baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed, refit=refit_tried)
+    if refit_job is not None:
+        waited = time.monotonic()
+        try:
+            exported = refit_job.result()
+        except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
+            refit_error = str(error)
+            log.warning("the refit failed (%s); the best trial's own model is exported", error)
+        else:
+            models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(), "seconds": refit_job.seconds,
+                               "test": final_models.test_metrics(exported)}
+        timings["refit"] = time.monotonic() - waited  # what it added: the phases still sum to the whole run
+        if progress is not None and refit_error is None:
+            progress(refit_name, refit_job.seconds)
     default = "ensemble" if ensemble is not None and ensemble["beats_single"] else ("refit" if "refit" in models
                                                                                    else "search")
-    with _step(progress, "baselines (simple scikit-learn models)", timings, "baselines"):
-        baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed, refit=final_models.refit_wanted())
     judge(baseline, settings.metric, val.get(settings.metric), (models[default].get("val") or val).get(settings.metric))
     with _step(progress, "export of the model", timings, "export"):
         model_info = export_model(exported, data, best.config, best.trial_id, settings.metric, run_dir / "model",
@@ -173,6 +192,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
              "model": model_info, "baseline": baseline, "finished_at": time.time(), "duration_s": whole,
              "timings": _timings(whole, timings),
              "stopped_because": stopped_because, **({"refit_error": refit_error} if refit_error else {}),
+             **({"cut_for_time": cut} if cut else {}),
              **({"unreadable_checkpoints": passed_over} if passed_over else {}),
              "disk_bytes": directory_bytes(run_dir)}  # the run directory, model exported (report not yet written)
     store.set_meta("run", {**(store.get_meta("run") or {}), "disk_bytes": final["disk_bytes"]})  # the report's run facts

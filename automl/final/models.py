@@ -33,6 +33,12 @@ class NoExportableModel(AutoMLError):
     """No scored trial's checkpoint can be read: the trials stand, but no model comes out of them."""
 
 
+def refit_wanted(setting: bool | str, rows: int) -> bool:
+    """The spec's `refit`: auto refits up to REFIT_AUTO_MAX_ROWS rows (and when the time allows:
+    time_plan.decide_refit)."""
+    return rows <= REFIT_AUTO_MAX_ROWS if setting == "auto" else bool(setting)
+
+
 class FinalModels:
     def __init__(self, spec: TaskSpec, data: PreparedData, settings: TrainSettings, trainer: Trainer,
                  checkpoint_dir: Path):
@@ -110,9 +116,7 @@ class FinalModels:
         return len(self.data.X_train) + len(self.data.X_val)
 
     def refit_wanted(self) -> bool:
-        if self.spec.refit == "auto":
-            return self.refit_rows() <= REFIT_AUTO_MAX_ROWS
-        return bool(self.spec.refit)
+        return refit_wanted(self.spec.refit, self.refit_rows())
 
     # -- greedy ensemble
     def _score(self, y: np.ndarray):

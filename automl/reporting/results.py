@@ -149,7 +149,8 @@ def final_part(final: dict[str, Any]) -> dict[str, Any]:
     """What the agent recorded once the search was over (all None mid-run)."""
     keys = {"test": "test", "final_val": "val", "models": "models", "default_model": "default_model",
             "refit_error": "refit_error", "finished_at": "finished_at", "stopped_because": "stopped_because",
-            "baseline": "baseline", "predict_model": "predict_model", "evaluation": "evaluation", "timings": "timings"}
+            "baseline": "baseline", "predict_model": "predict_model", "evaluation": "evaluation", "timings": "timings",
+            "cut_for_time": "cut_for_time"}
     part = {name: final.get(key) for name, key in keys.items()}
     # duration_s is the whole run; a run finished before the phases were timed recorded only its search
     part["search_duration_s"] = (final.get("timings") or {}).get("search", final.get("duration_s"))

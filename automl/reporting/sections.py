@@ -202,6 +202,8 @@ def final_models_section(r: dict[str, Any]) -> Section | None:
     if not models:
         return None
     blocks: list[Block] = [_final_models_table(r)]
+    for why in r.get("cut_for_time") or ():
+        blocks.append(Paragraph(why[:1].upper() + why[1:] + "."))
     if r.get("refit_error"):
         blocks.append(Paragraph(f"The refit failed ({r['refit_error']}); the best trial's own model is exported."))
     refit = models.get("refit")

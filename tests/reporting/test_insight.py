@@ -181,7 +181,7 @@ def test_report_shows_the_insight_and_stays_self_contained(report):
         assert re.search(f'<img src="data:image/png;base64,[^"]+" alt="{re.escape(insight.PLOTS[stem])}', page)
     assert re.search(r'<table class="sortable" onclick="[^"]*rows\.sort', page)  # the leaderboard sorts on a click
     assert "<script" not in page
-    for text in ("Hyperparameter importance", "permutation importance (scikit-learn) of a random-forest surrogate",
+    for text in ("Hyperparameter importance", "permutation importance (as scikit-learn computes it) of a random-forest surrogate",
                  "Fitted on 12 completed and pruned trials", "What to try next"):
         assert text in page and text in md
     assert "| # | Trial | Family | accuracy | f1_macro | Epochs | Time (s) | Status |" in md
