@@ -154,15 +154,30 @@ class Agent:
         RunLock(self.run_dir).check_free()  # a directory in use is refused at once, before the data load
         if not self.overwrite:  # a damaged trials.db is refused before the data load, not after it
             check_database(self.run_dir / TrialStore.FILENAME)
-        plan = make_plan(self.spec, self.plugin_dirs)  # fails before anything is written
         device = resolve_device(self.spec.execution.device)
-        with RunLock(self.run_dir):
-            resuming = prepare_run_dir(self.run_dir, spec_fingerprint(self.spec), self.overwrite)
-            store = TrialStore(self.run_dir / TrialStore.FILENAME)
-            try:
-                return self._run(plan, store, device, resuming)
-            finally:
-                store.close()
+        self._prestarted = self._prestart(device)  # workers import torch while the data loads
+        try:
+            plan = make_plan(self.spec, self.plugin_dirs)  # fails before anything is written
+            with RunLock(self.run_dir):
+                resuming = prepare_run_dir(self.run_dir, spec_fingerprint(self.spec), self.overwrite)
+                store = TrialStore(self.run_dir / TrialStore.FILENAME)
+                try:
+                    return self._run(plan, store, device, resuming)
+                finally:
+                    store.close()
+        finally:
+            if self._prestarted is not None:  # a no-op once the executor took the workers
+                self._prestarted.close()
+
+    def _prestart(self, device: str):
+        """Worker processes started before the plan, or None (Ray, threads)."""
+        execution = self.spec.execution
+        if execution.backend == "ray" or execution.isolation == "threads":
+            return None
+        from automl.execution.processes import ProcessExecutor
+        from automl.execution.slots import plan_slots
+
+        return ProcessExecutor.prestart(plan_slots(device, execution.workers, execution.trials_per_gpu))
 
     def _run(self, plan: Plan, store: TrialStore, device: str, resuming: bool) -> dict[str, Any]:
         from automl.reporting.tensorboard import TensorBoardObserver
@@ -315,12 +330,13 @@ class Agent:
             runner = build_runner(context)  # one trainer for every thread: they share the driver's data tensors
             slots = [Slot(i, device, torch.get_num_threads()) for i in range(workers)]
             return ThreadExecutor(lambda slot: runner, slots), workers
-        from automl.execution.processes import ProcessExecutor
-        from automl.execution.slots import plan_slots, threads_per_worker
+        from automl.execution.slots import threads_per_worker
 
-        slots = plan_slots(device, execution.workers, execution.trials_per_gpu)
+        slots = self._prestarted.slots
         self.threads = (slots[0].torch_threads, threads_per_worker(len(slots))[1])
-        return ProcessExecutor(functools.partial(build_runner, context), slots), len(slots)
+        # a warm spare worker where trials are killed for time: the slot's next trial starts at once
+        spare = self.spec.budget.max_trial_time is not None
+        return self._prestarted.ready(functools.partial(build_runner, context), spare=spare), len(slots)
 
     # -- after the search ---------------------------------------------------------------------------
     def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:

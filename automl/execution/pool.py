@@ -9,6 +9,15 @@ tells whether it is alive and kills it: worker processes over pipes (processes.p
 actors (ray_backend.py) or threads of the driver (threads.py). Each worker runs the one
 loop of worker.py.
 
+With `spare=True` (worker processes) the pool keeps a warm spare: one more worker, set up
+and idle on its pipe, per distinct slot environment (device, threads, env: on the CPU one
+spare, on CUDA one per CUDA_VISIBLE_DEVICES, as a worker's CUDA device is fixed before
+CUDA starts). When a seat's worker is killed (time limit) or dies, the spare of its
+environment takes the seat at once and a new spare starts. A spare starts only while every
+seat's worker is ready, so its imports never delay a worker a trial waits for. Its setup
+runs with the slot of the first seat of its environment: the setup must depend on the slot
+only through its device, threads and env, as build_runner does.
+
 Time limits are enforced whenever events() runs (it wakes at least every POLL_INTERVAL
 seconds while it waits). Every trial that is submitted gets `started` then `finished`,
 also one whose worker died before it began and one whose request could not be sent;
@@ -51,6 +60,8 @@ class Transport(Protocol):
     def kill(self, worker: Any, grace: float = 0.0) -> list[tuple]: ...  # and what it sent before it died
     def kill_text(self, worker: Any) -> str: ...  # how kill ends it, for the error of a trial past its limit
     def close(self) -> None: ...  # after every worker was killed
+    # only for a pool with spares: the spare `worker` takes over `slot` (of the same environment)
+    def assign(self, worker: Any, slot: Slot) -> None: ...
 
 
 @dataclass
@@ -79,10 +90,13 @@ class _Seat:
 class WorkerPool:
     """The Executor contract over one worker per slot, reached through `transport`."""
 
-    def __init__(self, transport: Transport, slots: list[Slot]):
+    def __init__(self, transport: Transport, slots: list[Slot], spare: bool = False):
         if not slots:
             raise ValueError(f"{type(self).__name__} needs at least one slot")
         self.transport = transport
+        self._spare_slots = {_environment(s): s for s in reversed(slots)} if spare else {}  # the first of each
+        self._spares: dict[tuple, _Seat] = {}  # a spare is a seat without trials, by environment
+        self._spare_failures: dict[tuple, int] = {}  # spares of an environment that died before ready, in a row
         self._lock = threading.RLock()
         self._pending: list[TrialEvent] = []
         self._run_ids = itertools.count(1)
@@ -118,6 +132,16 @@ class WorkerPool:
         """The current worker handles, by slot."""
         with self._lock:
             return [s.worker for s in self._seats]
+
+    def workers_ready(self) -> bool:
+        """Every slot's worker has set up (or the slot was given up)."""
+        with self._lock:
+            return all(s.ready or s.given_up for s in self._seats)
+
+    def spares(self, ready: bool = False) -> list:
+        """The spare workers' handles (only those set up, with `ready`)."""
+        with self._lock:
+            return [s.worker for s in self._spares.values() if s.ready or not ready]
 
     def submit(self, request: TrialRequest) -> None:
         with self._lock:
@@ -183,6 +207,9 @@ class WorkerPool:
                 self.transport.send(seat.worker, self.transport.encode(("exit",)))
             for event in self._pending:
                 event.answer(True)  # nobody waits on a driver that has left
+            for spare in self._spares.values():  # no trial to end: killed at once
+                self.transport.kill(spare.worker)
+            self._spares.clear()
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             with self._lock:
@@ -241,6 +268,29 @@ class WorkerPool:
                          f"{self.transport.kill_text(seat.worker)}")
                 log.warning("%s", error)
                 self._end_worker(seat, Reason.TIMEOUT, error)
+        if self._spare_slots and not self._closed:
+            self._keep_spares()
+
+    def _keep_spares(self) -> None:
+        """Read the spares, replace a dead one, and start the missing ones once every seat is ready."""
+        for key, spare in list(self._spares.items()):
+            self._take(spare, self.transport.receive(spare.worker))
+            death = self.transport.death(spare.worker)
+            if death is not None:
+                log.warning("spare %s: %s", spare.name, death[1])
+                self.transport.kill(spare.worker)
+                del self._spares[key]
+                self._spare_failures[key] = 0 if spare.ready else self._spare_failures.get(key, 0) + 1
+                if self._spare_failures[key] >= MAX_START_FAILURES:  # the seats go on, replaced the slow way
+                    log.error("no more spare %s: %d in a row died before they were ready", self.transport.kind,
+                              MAX_START_FAILURES)
+                    del self._spare_slots[key]
+        if not self.workers_ready():
+            return  # a worker that a trial may wait for is starting: a spare would slow it down
+        for key, slot in self._spare_slots.items():
+            if key not in self._spares:
+                worker = self.transport.start(slot)
+                self._spares[key] = _Seat(slot, worker, self.transport.name(worker))
 
     def _take(self, seat: _Seat, messages: list[tuple]) -> None:
         for message in messages:
@@ -291,5 +341,17 @@ class WorkerPool:
                       seat.slot.index, self.transport.kind, seat.start_failures)
             seat.given_up = True
             return
-        seat.worker = self.transport.start(seat.slot)
-        seat.name, seat.ready, seat.exited = self.transport.name(seat.worker), False, False
+        spare = self._spares.pop(_environment(seat.slot), None)
+        if spare is None:
+            seat.worker, seat.ready = self.transport.start(seat.slot), False
+        else:  # set up already (or further on than a fresh start): says "ready" again under its new name
+            self.transport.assign(spare.worker, seat.slot)
+            seat.worker, seat.ready = spare.worker, spare.ready
+            log.info("spare %s takes over slot %d", spare.name, seat.slot.index)
+        seat.name, seat.exited = self.transport.name(seat.worker), False
+
+
+def _environment(slot: Slot) -> tuple:
+    """What a worker's setup depends on besides the slot's index: a spare set up for one slot
+    fits every slot of the same environment."""
+    return slot.device, slot.torch_threads, tuple(sorted(slot.env.items()))

@@ -22,11 +22,18 @@ and nothing stands between a message and the driver.
 
 No worker outlives its executor: shutdown kills every group, a finalizer does when the
 executor is collected, and an exit hook does at interpreter exit.
+
+Workers may start before their setup exists (`ProcessExecutor.prestart(slots)`): they apply
+their slot's environment, import what the setup will need (torch, the trainer) while the
+driver loads the data and plans, and wait on their pipe for ("setup", bytes). The handle's
+`ready(setup)` hands them the setup and returns the executor; closed or collected before
+that (the plan failed), it kills them like an executor would, and each dies with the driver.
 """
 from __future__ import annotations
 
 import atexit
 import ctypes
+import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -38,19 +45,21 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from automl.execution.base import Runner
 from automl.execution.pool import WorkerPool
 from automl.execution.slots import Slot, plan_slots
-from automl.execution.worker import DriverGone, build_in_process, serve
+from automl.execution.worker import DriverGone, apply_slot_env, build_in_process, serve
 from automl.records import Reason
 
-__all__ = ["ProcessExecutor", "ProcessTransport", "Slot", "plan_slots"]
+__all__ = ["PrestartedWorkers", "ProcessExecutor", "ProcessTransport", "Slot", "plan_slots"]
 
 log = logging.getLogger(__name__)
 
 KILL_WAIT = 2.0  # a SIGKILLed process is gone in milliseconds unless stuck in the kernel
+# what a worker started before its setup imports meanwhile (torch._dynamo: the first optimizer would)
+PRELOAD = ("torch", "torch._dynamo", "automl.training.runner")
 
 
 # -- the worker process ------------------------------------------------------------------------------
@@ -106,16 +115,37 @@ def _watch_driver(driver_pid: int) -> None:
     os._exit(1)
 
 
-def _worker_main(slot: Slot, setup_bytes: bytes, conn: multiprocessing.connection.Connection, driver_pid: int,
-                 from_main_thread: bool) -> None:
+def _await_setup(channel: _PipeChannel, slot: Slot, preload: Sequence[str]) -> bytes | None:
+    """A worker started before its setup: the slot's environment, the imports, then the setup
+    from the driver (None when it says exit or goes away instead)."""
+    apply_slot_env(slot)  # before torch loads: OpenMP reads its threads and wait policy then
+    for module in preload:
+        try:
+            importlib.import_module(module)
+        except Exception:  # the setup, which needs it, fails with the full story
+            log.debug("preloading %s failed", module, exc_info=True)
+    try:
+        message = channel.receive(None)
+    except DriverGone:
+        return None
+    return message[1] if message[0] == "setup" else None
+
+
+def _worker_main(slot: Slot, setup_bytes: bytes | None, conn: multiprocessing.connection.Connection,
+                 driver_pid: int, from_main_thread: bool, preload: Sequence[str] = ()) -> None:
     if from_main_thread:  # first: the kernel's signal comes even while an import or native code holds the GIL
         _die_with_driver(driver_pid)
     if hasattr(os, "setsid"):
         os.setsid()  # own session and group: one killpg takes the trial's children too
     # still watched where the kernel does not kill us: it also takes the processes the trial started itself
     threading.Thread(target=_watch_driver, args=(driver_pid,), name="automl-driver-watch", daemon=True).start()
+    channel = _PipeChannel(conn)
+    if setup_bytes is None:
+        setup_bytes = _await_setup(channel, slot, preload)
+        if setup_bytes is None:
+            return
     runner, setup_error = build_in_process(setup_bytes, slot)
-    serve(_PipeChannel(conn), f"process-{slot.index}:{os.getpid()}", slot, runner, setup_error)
+    serve(channel, f"process-{slot.index}:{os.getpid()}", slot, runner, setup_error)
 
 
 # -- the driver side ------------------------------------------------------------------------------
@@ -175,28 +205,54 @@ def _kill_live_workers() -> None:  # joins non-daemon children and would wait fo
         finalizer()
 
 
+def _pickled(setup: Callable[[Slot], Runner]) -> bytes:
+    try:  # fail here, with a clear message, rather than in every worker
+        return pickle.dumps(setup)
+    except Exception as error:
+        raise TypeError(f"setup must be picklable (a top-level function or a functools.partial of one): "
+                        f"{error}") from error
+
+
 class ProcessTransport:
-    """Spawned worker processes, one pipe each; `setup(slot) -> Runner` runs once in each."""
+    """Spawned worker processes, one pipe each; `setup(slot) -> Runner` runs once in each.
+
+    Without a setup yet, `prestart(slot)` starts workers that wait for it; `provide(setup)`
+    gives it, and `start` then hands out a waiting worker of that slot before it spawns one."""
 
     kind = "worker process"
 
-    def __init__(self, setup: Callable[[Slot], Runner]):
-        try:  # fail here, with a clear message, rather than in every worker
-            self._setup_bytes = pickle.dumps(setup)
-        except Exception as error:
-            raise TypeError(f"setup must be picklable (a top-level function or a functools.partial of one): "
-                            f"{error}") from error
+    def __init__(self, setup: Callable[[Slot], Runner] | None, preload: Sequence[str] = PRELOAD):
+        self._setup_bytes = None if setup is None else _pickled(setup)
+        self._preload = tuple(preload)
+        self._waiting: dict[int, _Process] = {}  # started before the setup, by slot index
         self._context = multiprocessing.get_context("spawn")  # fork would copy driver threads and CUDA state
         self._live: list[_Process] = []  # mutated in place: the finalizer holds this very list
         self._finalizer = weakref.finalize(self, _kill_all, self._live)
         _LIVE.difference_update([f for f in _LIVE if not f.alive])  # those of executors collected meanwhile
         _LIVE.add(self._finalizer)
 
+    def prestart(self, slot: Slot) -> _Process:
+        worker = self._spawn(slot, None)
+        self._waiting[slot.index] = worker
+        return worker
+
+    def provide(self, setup: Callable[[Slot], Runner]) -> None:
+        self._setup_bytes = _pickled(setup)
+
     def start(self, slot: Slot) -> _Process:
+        if self._setup_bytes is None:
+            raise RuntimeError("no setup for the workers yet: provide(setup) first")
+        worker = self._waiting.pop(slot.index, None)
+        if worker is None:
+            return self._spawn(slot, self._setup_bytes)
+        self.send(worker, self.encode(("setup", self._setup_bytes)))  # one dead meanwhile: death() tells
+        return worker
+
+    def _spawn(self, slot: Slot, setup_bytes: bytes | None) -> _Process:
         ours, theirs = self._context.Pipe(duplex=True)
         from_main_thread = threading.current_thread() is threading.main_thread()  # see _die_with_driver
-        process = self._context.Process(target=_worker_main, args=(slot, self._setup_bytes, theirs, os.getpid(),
-                                                                   from_main_thread),
+        process = self._context.Process(target=_worker_main, args=(slot, setup_bytes, theirs, os.getpid(),
+                                                                   from_main_thread, self._preload),
                                         name=f"automl-slot-{slot.index}")  # not daemon: trials may start processes
         process.start()
         theirs.close()  # only the worker may hold its end, or its death would never read as EOF here
@@ -204,6 +260,10 @@ class ProcessTransport:
         worker = _Process(slot, process, ours)
         self._live.append(worker)
         return worker
+
+    def assign(self, worker: _Process, slot: Slot) -> None:
+        worker.slot = slot
+        self.send(worker, self.encode(("slot", slot, self.name(worker))))
 
     def name(self, worker: _Process) -> str:
         return f"process-{worker.slot.index}:{worker.process.pid}"
@@ -269,11 +329,65 @@ class ProcessTransport:
 
 
 class ProcessExecutor(WorkerPool):
-    """The Executor contract over worker processes; `setup(slot) -> Runner` runs once in each."""
+    """The Executor contract over worker processes; `setup(slot) -> Runner` runs once in each.
 
-    def __init__(self, setup: Callable[[Slot], Runner], slots: list[Slot]):
-        super().__init__(ProcessTransport(setup), slots)
+    `spare=True` keeps a warm spare worker (pool.py) that takes over a killed or dead worker's
+    slot at once; `transport` is one whose workers were started before the setup (prestart)."""
+
+    def __init__(self, setup: Callable[[Slot], Runner], slots: list[Slot], spare: bool = False, *,
+                 transport: ProcessTransport | None = None):
+        if transport is None:
+            transport = ProcessTransport(setup)
+        else:
+            transport.provide(setup)
+        super().__init__(transport, slots, spare=spare)
+
+    @staticmethod
+    def prestart(slots: list[Slot], preload: Sequence[str] = PRELOAD) -> PrestartedWorkers:
+        """Start the slots' workers now, before the setup exists: they import `preload` and wait."""
+        return PrestartedWorkers(slots, preload)
 
     def worker_pids(self) -> list[int]:
         """The pids of the current workers, by slot."""
         return [worker.process.pid for worker in self.workers()]
+
+    def spare_pids(self, ready: bool = False) -> list[int]:
+        """The pids of the spare workers (only those set up, with `ready`)."""
+        return [worker.process.pid for worker in self.spares(ready)]
+
+
+class PrestartedWorkers:
+    """Worker processes started before their setup: `ready(setup)` makes them an executor;
+    `close()` (or collection, or the driver's exit) kills them when no setup will come."""
+
+    def __init__(self, slots: list[Slot], preload: Sequence[str] = PRELOAD):
+        self.slots = list(slots)
+        self._transport: ProcessTransport | None = ProcessTransport(None, preload)
+        try:
+            self._workers = [self._transport.prestart(slot) for slot in self.slots]
+        except BaseException:
+            self.close()
+            raise
+
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers]
+
+    def ready(self, setup: Callable[[Slot], Runner], spare: bool = False) -> ProcessExecutor:
+        """The executor over these workers, which build their runners with `setup` now."""
+        if self._transport is None:
+            raise RuntimeError("these workers were closed or handed to an executor already")
+        executor = ProcessExecutor(setup, self.slots, spare, transport=self._transport)  # TypeError: stays open
+        self._transport = None  # the executor owns them now: close() leaves them alone
+        return executor
+
+    def close(self) -> None:
+        """Kill the workers unless an executor took them; idempotent."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+    def __enter__(self) -> PrestartedWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:  # after ready() a no-op: the executor lives on
+        self.close()

@@ -4,6 +4,7 @@ A worker talks to the driver over a `Channel` (a pipe in a process, a pair of bu
 in a Ray actor or a thread) in plain tuples:
 
     driver -> worker   ("run", run_id, request) ("answer", run_id, epoch, stop) ("stop", run_id) ("exit",)
+                       ("slot", slot, name): a spare worker takes over a slot (same device and environment)
     worker -> driver   ("ready", name) ("started", run_id) ("epoch", run_id, epoch, metrics)
                        ("finished", run_id, outcome) ("disk_full", run_id, path) ("exited",)
 
@@ -55,14 +56,19 @@ def build(setup: Callable[[], Runner]) -> tuple[Runner | None, str | None]:
         return None, traceback.format_exc().strip()
 
 
-def build_in_process(setup_bytes: bytes, slot: Slot) -> tuple[Runner | None, str | None]:
-    """For a worker with a process of its own (a spawned process, a Ray actor): the slot's
-    environment before the setup imports torch or touches CUDA, then the pickled setup."""
+def apply_slot_env(slot: Slot) -> None:
+    """The slot's environment, for a process of its own before it imports torch or touches CUDA."""
     os.environ.update(slot.env)
     set_thread_env()
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Ray sets them from num_cpus; the slot decides
         if name not in slot.env:
             os.environ[name] = str(slot.torch_threads)
+
+
+def build_in_process(setup_bytes: bytes, slot: Slot) -> tuple[Runner | None, str | None]:
+    """For a worker with a process of its own (a spawned process, a Ray actor): the slot's
+    environment before the setup imports torch or touches CUDA, then the pickled setup."""
+    apply_slot_env(slot)
     built = build(lambda: pickle.loads(setup_bytes)(slot))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(slot.torch_threads)
@@ -78,6 +84,9 @@ def serve(channel: Channel, name: str, slot: Slot, runner: Runner | None, setup_
             message = channel.receive(None)
             if message[0] == "run":
                 exiting = _run_one(channel, runner, setup_error, slot, message[1], message[2])
+            elif message[0] == "slot":  # a spare taking over a seat: the pool checked that the slot fits
+                slot, name = message[1], message[2]
+                channel.send(("ready", name))
             else:  # anything but exit is a stop or an answer for a trial that has already ended
                 exiting = message[0] == "exit"
         channel.send(("exited",))

@@ -62,7 +62,7 @@ def pid_of(worker: str) -> int:
     return int(worker.rsplit(":", 1)[1])  # "ray-<slot>:<host>:<pid>"
 
 
-def started(executor, trial_id: str, timeout: float = 30.0):
+def started(executor, trial_id: str, timeout: float = 180.0):
     deadline = time.monotonic() + timeout
     while True:
         assert time.monotonic() < deadline, f"trial {trial_id} did not start"
@@ -177,13 +177,13 @@ def test_the_agents_runner_trains_in_an_actor(make, tmp_path):
     agent_runner, config = agent_setup(tmp_path)
     executor = make(agent_runner)
     executor.submit(TrialRequest("real", config, 2))
-    events = collect(executor, ["real"], timeout=60)
+    events = collect(executor, ["real"], timeout=180)
     assert [e.kind for e in of_trial(events, "real")] == ["started", "epoch", "epoch", "finished"]
     outcome = outcome_of(events, "real")
     assert outcome.status == "COMPLETE", outcome.error
     assert (tmp_path / "checkpoints" / "real.pt").exists()
     executor.submit(TrialRequest("again", config, 1))  # the same actor: setup (data, torch) is not run again
-    again = collect(executor, ["again"], timeout=60)
+    again = collect(executor, ["again"], timeout=180)
     assert outcome_of(again, "again").status == "COMPLETE"
     assert {e.worker for e in again} == {e.worker for e in events}
 
@@ -195,7 +195,7 @@ def test_two_trials_train_on_half_a_real_gpu_each(make, tmp_path):
     executor = make(agent_runner, workers=2, gpus_per_trial=0.5)
     executor.submit(TrialRequest("a", config, 2))
     executor.submit(TrialRequest("b", config, 2))
-    events = collect(executor, ["a", "b"], timeout=120)
+    events = collect(executor, ["a", "b"], timeout=180)
     assert outcome_of(events, "a").status == outcome_of(events, "b").status == "COMPLETE"
 
 
