@@ -136,6 +136,8 @@ def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, s
             channel.send(("disk_full", run_id, str(path)))
             return state["exit"]
         outcome = TrialOutcome.failed(classify_failure(error), "".join(traceback.format_exception(error)).strip())
+    if outcome.reason is Reason.OOM:
+        _release_gpu_cache()
     try:
         channel.send(("finished", run_id, outcome))
     except DriverGone:
@@ -144,3 +146,11 @@ def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, s
         channel.send(("finished", run_id, TrialOutcome.failed(
             Reason.EXCEPTION, f"the trial's outcome could not be sent to the driver: {error!r}", outcome.epochs)))
     return state["exit"]
+
+
+def _release_gpu_cache() -> None:
+    """After an out-of-memory trial, hand the memory torch's allocator keeps cached back to the GPU:
+    the retry at half batch, and a worker sharing the GPU (trials_per_gpu), need it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
