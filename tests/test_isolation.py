@@ -60,6 +60,7 @@ def faulty_spec(tmp_path, monkeypatch, mode, **budget):
     (tmp_path / "plugins" / "faulty.py").write_text(
         FAULTY_FAMILY.replace("MODE", repr(mode)).replace("HANG_SECONDS", str(HANG_SECONDS)))
     monkeypatch.setenv("AUTOML_TEST_MARKER", str(tmp_path / "marker"))
+    monkeypatch.setenv("AUTOML_CHECKPOINT_INTERVAL_S", "0")  # a checkpoint every epoch: a retry goes on from the last
     return write_spec(tmp_path, data={"source": "builtin", "name": "sklearn:digits"}, plugins_dirs=["plugins"],
                       families={"include": ["faulty"], "overrides": {"batch_size": {"choices": [32]},
                                                                      "optimizer": {"choices": ["adam"]}}},

@@ -184,7 +184,9 @@ class RichConsoleObserver(RunObserver):
             row = self._state.running.setdefault(trial_id, {"family": None, "epoch": 0, "value": None})
             row["epoch"] = epoch
             row["value"] = self._state.metric_of(metrics) if self._state.metric else metrics.get("val_loss")
-        self._refresh()
+        # no redraw here: Live redraws refresh_per_second from its own thread, and a frame drawn per epoch
+        # (1-2 ms) delayed the answer the worker waits for before its next epoch
+        self._ensure_live()
 
     def trial_finished(self, record: TrialRecord, best: TrialRecord | None, n_finished: int, elapsed: float) -> None:
         with self._lock:

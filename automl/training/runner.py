@@ -31,6 +31,13 @@ def build_trainer(context: TrialContext, device: str | None = None) -> Trainer:
     return Trainer(context.data, settings, families)
 
 
+def warm_up() -> None:
+    """What the first trial of a worker would otherwise pay for: building its first optimizer imports
+    torch._dynamo (torch.optim does, lazily), about a second, which would count in that trial's time.
+    Done while the worker starts instead, before it says it is ready."""
+    import torch._dynamo  # noqa: F401
+
+
 def build_runner(context: TrialContext, slot: Any = None) -> Runner:
     """The runner for one worker; `slot` (a device slot of a process executor) picks its device."""
     if slot is not None:
@@ -38,6 +45,7 @@ def build_runner(context: TrialContext, slot: Any = None) -> Runner:
 
         torch.set_num_threads(max(1, slot.torch_threads))
     trainer = build_trainer(context, slot.device if slot is not None else None)
+    warm_up()
 
     def run(request: TrialRequest, report) -> Any:
         config = {**request.config, **request.overrides}  # e.g. a smaller batch size after out of memory

@@ -2,8 +2,9 @@
 
 The data lives on the device as tensors and batches are taken by indexing, so an
 epoch costs what torch needs and little more. After every epoch the trainer
-validates, writes a checkpoint (atomic), and calls `report(epoch, metrics)`; a True
-answer stops the trial (pruned by the strategy or stopped by the driver). A promoted
+validates and calls `report(epoch, metrics)`; a True answer stops the trial (pruned by
+the strategy or stopped by the driver). It writes a checkpoint (atomic) when one is due
+(`CHECKPOINT_INTERVAL_S` after the last) and whenever the trial ends. A promoted
 trial starts from another trial's checkpoint; an interrupted trial resumes from its
 own. The trainer knows nothing of strategies.
 
@@ -20,7 +21,7 @@ import logging
 import math
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -33,7 +34,8 @@ from automl.data.base import PreparedData
 from automl.errors import CheckpointError
 from automl.families.base import Family
 from automl.records import Reason, Status, TrialOutcome
-from automl.training.checkpoints import BestEpoch, Checkpoint, as_tensor, load_checkpoint, plain, save_checkpoint
+from automl.training.checkpoints import (BestEpoch, Checkpoint, CheckpointClock, as_tensor, checkpoint_interval,
+                                         load_checkpoint, plain, save_checkpoint)
 from automl.training.metrics import classification_metrics, regression_metrics, summarize_folds, to_loss
 from automl.training.optim import (
     Member,
@@ -72,6 +74,8 @@ class TrainSettings:
     patience: int | None = None
     seed: int = 0
     loss: str = "auto"  # regression training loss (auto: mse); classification always uses cross-entropy
+    # seconds of training between two checkpoints of a trial (training/checkpoints.py)
+    checkpoint_interval: float = field(default_factory=checkpoint_interval)
 
 
 def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -308,6 +312,7 @@ class Trainer:
                 log.info("trial %s resumes from %s at epoch %d", trial_id, source, progress.epoch)
 
         stop_reason: Reason | None = None
+        clock = CheckpointClock(self.settings.checkpoint_interval)
         for epoch in range(progress.epoch + 1, epochs + 1):
             train_losses = [self._train_epoch(member, config) for member in members]
             diverged = next((loss for loss in train_losses if not math.isfinite(loss)), None)
@@ -317,19 +322,26 @@ class Trainer:
             metrics, val_pred = self._validate(members, train_losses)
             self._update_best(progress, members, metrics, val_pred, epoch)
             progress.epoch = epoch
-            # report (the driver commits the epoch) before the checkpoint: a crash in between
-            # re-runs this epoch and records it again, where the other order would lose its row
-            stop = report(epoch, metrics)
-            save_checkpoint(checkpoint, Checkpoint(progress.epoch, progress.bad_epochs, config, torch.get_rng_state(),
-                                                   tuple(member.state() for member in members), progress.best))
-            if stop:
-                stop_reason = Reason.STOPPED
-                break
-            patience = self.settings.patience
-            if patience is not None and progress.bad_epochs >= patience and epoch < epochs:
-                stop_reason = Reason.EARLY_STOPPED
+            # report (the driver commits the epoch) before the checkpoint: a crash in between re-runs
+            # the epochs since the last checkpoint and records them again, where the other order would lose rows
+            stop_reason = self._stop_reason(report(epoch, metrics), progress, epochs)
+            # at its end always: a promotion, the refit, the ensemble and a resume read it
+            if stop_reason is not None or epoch == epochs or clock.due():
+                save_checkpoint(checkpoint, Checkpoint(epoch, progress.bad_epochs, config, torch.get_rng_state(),
+                                                       tuple(member.state() for member in members), progress.best))
+                clock.written()
+            if stop_reason is not None:
                 break
         return self._outcome(progress, stop_reason)
+
+    def _stop_reason(self, stop: bool, progress: Progress, epochs: int) -> Reason | None:
+        """STOPPED when the report said so, EARLY_STOPPED when patience ran out before the last epoch."""
+        if stop:
+            return Reason.STOPPED
+        patience = self.settings.patience
+        if patience is not None and progress.bad_epochs >= patience and progress.epoch < epochs:
+            return Reason.EARLY_STOPPED
+        return None
 
     def _restore(self, members: list[Member], source: Path, own: bool) -> Progress:
         saved = load_checkpoint(source, map_location=self.device)

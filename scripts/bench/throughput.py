@@ -4,14 +4,17 @@
 
 One fixed configuration per setting (every hyperparameter pinned), the same data, model (built by
 automl's own `mlp` family from the same config and seed), optimizer, batch size and epoch count,
-measured five ways, all with the same number of torch threads:
+measured six ways, all with the same number of torch threads:
 
   minimal       a hand-written loop: shuffle, forward, cross-entropy, backward, Adam step; nothing else
   trainer       automl's Trainer.run in this process, checkpoint writes switched off: training plus
                 the per-epoch validation pass and the copy of the best epoch's weights
-  +checkpoint   Trainer.run as it is (an atomic torch.save of model, optimizer and best state per epoch)
+  +ckpt/epoch   Trainer.run writing its checkpoint (an atomic torch.save of model, optimizer and best
+                state) after every epoch, as automl did before it checkpointed by time; for reference
+  +checkpoint   Trainer.run as it is: a checkpoint once CHECKPOINT_INTERVAL_S passed since the last
+                one, and at the trial's end
   +logging      the above plus, per epoch, what the driver does with a report: TrialStore.add_epoch
-                (SQLite, WAL, synchronous=FULL) and TensorBoardObserver.epoch (scalars)
+                (SQLite, WAL; epoch rows with synchronous=NORMAL) and TensorBoardObserver.epoch (scalars)
   automl run    what a user gets: `automl run` on a spec with max_trials 1 and the pinned config
                 (families.include ["mlp"], every parameter overridden to one choice), worker process,
                 pipe round trip per epoch, driver, TensorBoard, checkpoints. Measured from the
@@ -117,20 +120,24 @@ def minimal(setting: dict, data) -> list[float]:
     return stamps
 
 
-def trainer_run(setting: dict, data, work: Path, *, checkpoint: bool, logging: bool) -> list[float]:
+def trainer_run(setting: dict, data, work: Path, *, checkpoint: str, logging: bool) -> list[float]:
+    """`checkpoint`: "off" (no torch.save at all), "every epoch", or "policy" (automl's own)."""
     from automl.families.mlp import MLPFamily
     from automl.planning import build_space
     from automl.reporting.tensorboard import TensorBoardObserver
     from automl.spec import FamiliesSpec
     from automl.store import TrialStore
+    from automl.training import trainer as trainer_module
+    from automl.training.checkpoints import CHECKPOINT_INTERVAL_S, save_checkpoint
     from automl.training.trainer import TrainSettings, Trainer
 
     families = {"mlp": MLPFamily()}
-    trainer = Trainer(data, TrainSettings("accuracy", "maximize", ("accuracy",), "cpu", patience=None, seed=0),
-                      families)
-    if not checkpoint:
-        trainer._save = lambda *a, **k: None  # the per-epoch torch.save, and nothing else, switched off
-    tag = f"{'ckpt' if checkpoint else 'nockpt'}-{'log' if logging else 'nolog'}"
+    interval = 0.0 if checkpoint == "every epoch" else CHECKPOINT_INTERVAL_S
+    trainer = Trainer(data, TrainSettings("accuracy", "maximize", ("accuracy",), "cpu", patience=None, seed=0,
+                                          checkpoint_interval=interval), families)
+    # the trainer's torch.save, and nothing else, switched off (or on) for this run
+    trainer_module.save_checkpoint = (lambda *a, **k: None) if checkpoint == "off" else save_checkpoint
+    tag = f"{checkpoint.replace(' ', '')}-{'log' if logging else 'nolog'}"
     folder = work / f"inproc-{tag}"
     if folder.exists():
         shutil.rmtree(folder)  # a fresh trial database and TensorBoard folder every time
@@ -179,6 +186,9 @@ def automl_run(setting: dict, work: Path, threads: int | None) -> dict:
     command = ["automl", *args]
     if threads:
         env["BENCH_THREADS"] = str(threads)
+        # the worker's torch threads: automl counts usable cores by the affinity mask, which the patched
+        # os.cpu_count of AUTOML_LAUNCH does not reach; without this the worker ran 2 threads, the rest 1
+        env["OMP_NUM_THREADS"] = str(threads)
         command = [sys.executable, "-c", AUTOML_LAUNCH, *args]
     started = time.time()
     with open(work / "automl.log", "w") as log:
@@ -220,12 +230,10 @@ def main() -> None:
         extra = {}
         for _ in range(args.repeats):
             rates.setdefault("minimal", []).append(steady_rate(n, minimal(setting, data)))
-            rates.setdefault("trainer", []).append(steady_rate(n, trainer_run(setting, data, folder,
-                                                                              checkpoint=False, logging=False)))
-            rates.setdefault("+checkpoint", []).append(steady_rate(n, trainer_run(setting, data, folder,
-                                                                                  checkpoint=True, logging=False)))
-            rates.setdefault("+logging", []).append(steady_rate(n, trainer_run(setting, data, folder,
-                                                                               checkpoint=True, logging=True)))
+            for path, checkpoint, logging in [("trainer", "off", False), ("+ckpt/epoch", "every epoch", False),
+                                              ("+checkpoint", "policy", False), ("+logging", "policy", True)]:
+                stamps = trainer_run(setting, data, folder, checkpoint=checkpoint, logging=logging)
+                rates.setdefault(path, []).append(steady_rate(n, stamps))
             run = automl_run(setting, folder, args.threads)
             rates.setdefault("automl run", []).append(steady_rate(n, run["stamps"]))
             extra = {"automl_trial_s": run["trial_s"], "automl_wall_s": run["wall_s"],
@@ -248,11 +256,14 @@ def main() -> None:
         f"torch threads: {threads} in every path ({'--threads' if args.threads else 'automl default: all cores for its one worker'}).",
         "samples/s over epochs 2..E (the first epoch and all start-up excluded); ms per epoch = training rows / rate.",
         "trainer - minimal = per-epoch validation pass (+ metrics) and the copy of the best weights; "
-        "+checkpoint - trainer = the atomic torch.save per epoch; +logging - +checkpoint = SQLite add_epoch "
-        "(synchronous=FULL) and TensorBoard scalars; automl run - +logging = worker process, pipe round trip, "
-        "the driver's loop and the strategy's should_stop call.",
+        "+ckpt/epoch - trainer = an atomic torch.save every epoch (the policy before checkpoints by time, for "
+        "reference); +checkpoint - trainer = the checkpoints automl writes (one per CHECKPOINT_INTERVAL_S s and "
+        "at the end; the end's falls after the last stamp); +logging - +checkpoint = SQLite add_epoch "
+        "(synchronous=NORMAL for epoch rows) and TensorBoard scalars; automl run - +logging = worker process, "
+        "pipe round trip, the driver's loop and the strategy's should_stop call.",
         "'automl run, whole trial': training rows x epochs / (finished_at - started_at) of the trial: includes "
-        "the first epoch, the model build and the worker's first touch of the data.",
+        "the first epoch, the model build, the final checkpoint and the worker's first touch of the data; not "
+        "the worker's start (its imports and warm-up come before it reports the trial started).",
     ]
     write_results(args.out, "throughput", {"threads": threads, "quick": args.quick, "repeats": args.repeats,
                                            "settings": results},

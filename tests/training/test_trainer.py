@@ -11,7 +11,7 @@ from sklearn.datasets import make_classification, make_regression
 from automl.data.base import PreparedData, Profile
 from automl.families.mlp import MLPFamily
 from automl.records import Reason
-from automl.training.checkpoints import load_checkpoint
+from automl.training.checkpoints import CHECKPOINT_INTERVAL_S, load_checkpoint
 from automl.training.trained_models import load_best_model
 from automl.training.trainer import Trainer, TrainSettings, TrialOutcome
 
@@ -56,9 +56,10 @@ def regression(scale: float = 1.0) -> PreparedData:
                  y_mean=float(y[:180].mean()), y_std=float(y[:180].std()))
 
 
-def accuracy_trainer(data: PreparedData, patience: int | None = None, seed: int = 0) -> Trainer:
+def accuracy_trainer(data: PreparedData, patience: int | None = None, seed: int = 0,
+                     checkpoint_interval: float = CHECKPOINT_INTERVAL_S) -> Trainer:
     settings = TrainSettings(metric="accuracy", direction="maximize", metric_names=("accuracy", "log_loss"),
-                             device="cpu", patience=patience, seed=seed)
+                             device="cpu", patience=patience, seed=seed, checkpoint_interval=checkpoint_interval)
     return Trainer(data, settings, FAMILIES)
 
 

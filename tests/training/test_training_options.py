@@ -28,7 +28,8 @@ def classification():
 
 class LRRecorder(Recorder):
     """Also records the learning rate after each reported epoch, read from that epoch's checkpoint
-    (written just after the report: read at the next report, and at the end through `lrs`)."""
+    (written just after the report: read at the next report, and at the end through `lrs`), so the
+    trainer must write one every epoch (`every_epoch`)."""
 
     def __init__(self, checkpoint, stop_at=None):
         super().__init__(stop_at)
@@ -105,9 +106,14 @@ def test_lbfgs_leaves_batch_norm_statistics_of_its_final_weights(classification)
 
 # --- LR schedules ---------------------------------------------------------------------------------------
 
+def every_epoch(data):
+    """A trainer that writes its checkpoint after every epoch, where `LRRecorder` reads the learning rate."""
+    return accuracy_trainer(data, checkpoint_interval=0.0)
+
+
 def test_cosine_anneals_to_zero_by_the_last_epoch(classification, tmp_path):
     report = LRRecorder(tmp_path / "c.pt")
-    accuracy_trainer(classification).run("0000", {**CONFIG, "lr_schedule": "cosine"}, 6, tmp_path / "c.pt", report)
+    every_epoch(classification).run("0000", {**CONFIG, "lr_schedule": "cosine"}, 6, tmp_path / "c.pt", report)
     assert all(a > b for a, b in zip(report.lrs, report.lrs[1:]))
     assert report.lrs[0] < CONFIG["lr"]
     assert report.lrs[-1] == pytest.approx(0.0, abs=1e-9)
@@ -115,8 +121,7 @@ def test_cosine_anneals_to_zero_by_the_last_epoch(classification, tmp_path):
 
 def test_one_cycle_warms_up_then_anneals_peaking_at_lr(classification, tmp_path):
     report = LRRecorder(tmp_path / "c.pt")
-    accuracy_trainer(classification).run("0000", {**CONFIG, "lr_schedule": "one_cycle"}, 10, tmp_path / "c.pt",
-                                         report)
+    every_epoch(classification).run("0000", {**CONFIG, "lr_schedule": "one_cycle"}, 10, tmp_path / "c.pt", report)
     peak = int(np.argmax(report.lrs))
     assert 0 < peak < len(report.lrs) - 1  # stepped per batch: the peak is inside the run, not at an end
     assert max(report.lrs) == pytest.approx(CONFIG["lr"], rel=0.1)
@@ -125,13 +130,13 @@ def test_one_cycle_warms_up_then_anneals_peaking_at_lr(classification, tmp_path)
 
 def test_constant_keeps_the_learning_rate(classification, tmp_path):
     report = LRRecorder(tmp_path / "c.pt")
-    accuracy_trainer(classification).run("0000", CONFIG, 3, tmp_path / "c.pt", report)
+    every_epoch(classification).run("0000", CONFIG, 3, tmp_path / "c.pt", report)
     assert report.lrs == [CONFIG["lr"]] * 3
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "one_cycle"])
 def test_a_schedule_survives_resuming_from_the_checkpoint(classification, tmp_path, schedule):
-    trainer = accuracy_trainer(classification)
+    trainer = every_epoch(classification)
     config = {**CONFIG, "lr_schedule": schedule}
     trainer.run("0001", config, 5, tmp_path / "a.pt", Recorder(stop_at=2))
     resumed = LRRecorder(tmp_path / "a.pt")
@@ -144,7 +149,7 @@ def test_a_schedule_survives_resuming_from_the_checkpoint(classification, tmp_pa
 
 
 def test_a_promotion_continues_a_fresh_schedule_for_its_longer_budget(classification, tmp_path):
-    trainer = accuracy_trainer(classification)
+    trainer = every_epoch(classification)
     config = {**CONFIG, "lr_schedule": "cosine"}
     trainer.run("0002", config, 2, tmp_path / "low.pt", Recorder())
     promoted = LRRecorder(tmp_path / "high.pt")
