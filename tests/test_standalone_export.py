@@ -21,6 +21,7 @@ from automl.errors import DataError, SpecError
 from automl.final.export import export_model
 from automl.final.predict import predict_file
 from automl.spec import load_spec
+from automl.training.trained_models import WeightedAverage
 from tests.conftest import write_spec
 
 # argv: a JSON list of jobs; each writes its outputs (and ids) beside the job file
@@ -206,3 +207,33 @@ def test_standalone_refuses_a_transform_it_cannot_replay(tmp_path):
              f"import standalone; standalone.load({str(model)!r})"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode != 0 and "'PCA' transform, which this file cannot replay" in done.stderr
+
+
+def test_an_exported_ensemble_is_the_weighted_average_of_its_members_in_predict_and_standalone(tmp_path):
+    """The ensemble's export end to end: model/ensemble.pt, `automl predict --model ensemble` and
+    standalone.py give the members' probabilities averaged with the ensemble's weights."""
+    np.savez(tmp_path / "t.npz", X=np.random.default_rng(2).normal(5, 2, (60, 4)), y=np.arange(60) % 3)
+    np.savez(tmp_path / "new.npz", X=np.random.default_rng(3).normal(5, 2, (7, 4)))
+    spec = load_spec(write_spec(tmp_path, data={"source": "npz", "path": "t.npz"}))
+    data = load_data(spec.data, spec.split, task=None, seed=0)
+    torch.manual_seed(0)
+    members = [Linear(4, 3), Linear(4, 3)]
+    source = spec.data.model_dump(mode="json")
+
+    def probabilities(run: str, which: str = "default") -> np.ndarray:
+        return predict_file(tmp_path / run, tmp_path / "new.npz", which).filter(like="proba_").to_numpy()
+
+    for k, member in enumerate(members):  # each member alone, as its own run's single model
+        export_model(member, data, {"family": "linear"}, f"t{k}", "accuracy", tmp_path / f"alone{k}" / "model",
+                     data_source=source)
+    model = tmp_path / "run" / "model"
+    export_model(members[0], data, {"family": "linear"}, "t0", "accuracy", model, data_source=source,
+                 ensemble=WeightedAverage(members, classification=True, weights=[0.25, 0.75]), default="ensemble")
+    assert "ensemble" in json.loads((model / "model.json").read_text())["files"]
+    blended = probabilities("run", "ensemble")
+    np.testing.assert_allclose(blended, 0.25 * probabilities("alone0") + 0.75 * probabilities("alone1"), atol=1e-6)
+    np.testing.assert_allclose(probabilities("run"), blended)  # the run named the ensemble its default
+    np.testing.assert_allclose(probabilities("run", "single"), probabilities("alone0"))
+    [(_, out)] = run_standalone(tmp_path, [{"model": str(model), "kind": "npz", "input": str(tmp_path / "new.npz"),
+                                            "which": "ensemble"}])
+    np.testing.assert_allclose(out, blended, atol=1e-5)
