@@ -348,14 +348,15 @@ class SearchLoop:
             # read once per trial, not per epoch (store.trial also loads the whole history)
             started = self._started_at.get(event.trial_id) or store.trial(event.trial_id).started_at or time.time()
             store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), time.time() - started)
-            self.observers.epoch(event.trial_id, event.epoch, event.metrics)
             value = event.metrics.get(self.metric, math.nan)
             loss = to_loss(value, self.direction) if math.isfinite(value) else math.inf
             stop = False
-            try:
-                stop = bool(self._call("should_stop", event.trial_id, event.epoch, loss, default=False))
+            try:  # the worker waits for this answer: a strategy that never prunes is not asked
+                if getattr(type(self.strategy), "should_stop", None) is not Strategy.should_stop:
+                    stop = bool(self._call("should_stop", event.trial_id, event.epoch, loss, default=False))
             finally:
                 event.answer(stop)
+            self.observers.epoch(event.trial_id, event.epoch, event.metrics)  # after the answer: off the worker's path
         elif event.kind == "finished":
             outcome = event.outcome
             request = self._running.pop(event.trial_id, None)
