@@ -16,6 +16,7 @@ from torch import nn
 from automl.data.base import PreparedData
 from automl.errors import AutoMLError, CheckpointError
 from automl.final.ensemble import blend, greedy_ensemble
+from automl.final.time_plan import refit_rows
 from automl.spec import TaskSpec
 from automl.store import TrialRecord, ranked_trials
 from automl.training.checkpoints import Checkpoint, load_checkpoint
@@ -113,7 +114,7 @@ class FinalModels:
 
     # -- refit on train + validation
     def refit_rows(self) -> int:
-        return len(self.data.X_train) + len(self.data.X_val)
+        return refit_rows(self.data)
 
     def refit_wanted(self) -> bool:
         return refit_wanted(self.spec.refit, self.refit_rows())
