@@ -20,3 +20,34 @@ def test_log_loss_of_rows_that_miss_one_is_computed_on_normalised_rows_and_silen
         scores = compute_metrics(("log_loss", "roc_auc"), "classification", y, proba)
     exact = proba.astype(np.float64) / proba.astype(np.float64).sum(axis=1, keepdims=True)
     assert scores["log_loss"] == pytest.approx(log_loss(y, exact, labels=range(4)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_numpy_forms_of_the_common_metrics_give_scikit_learns_values(seed):
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet(np.ones(5), size=97).astype(np.float32)
+    y = rng.integers(0, 4, 97)  # class 4 never occurs
+    assert compute_metrics(("accuracy",), "classification", y, proba)["accuracy"] == \
+        skm.accuracy_score(y, proba.argmax(axis=1))
+    target = rng.normal(size=97) * 10
+    pred = (target + rng.normal(size=97)).astype(np.float32).astype(np.float64)
+    scores = compute_metrics(("mae", "rmse", "r2"), "regression", target, pred)
+    assert scores["mae"] == pytest.approx(skm.mean_absolute_error(target, pred), rel=1e-12)
+    assert scores["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(target, pred)), rel=1e-12)
+    assert scores["r2"] == pytest.approx(skm.r2_score(target, pred), rel=1e-12)
+
+
+def test_r2_of_a_constant_target_follows_scikit_learn():
+    from sklearn.metrics import r2_score
+
+    constant = np.full(10, 3.0)
+    for pred in (constant.copy(), constant + 0.5):
+        assert compute_metrics(("r2",), "regression", constant, pred)["r2"] == r2_score(constant, pred)
+
+
+def test_a_prediction_that_is_not_finite_is_refused_as_scikit_learn_refuses_it():
+    target = np.arange(5, dtype=np.float64)
+    with pytest.raises(ValueError, match="NaN"):
+        compute_metrics(("rmse",), "regression", target, np.array([0, 1, np.nan, 3, 4], dtype=np.float64))

@@ -21,6 +21,7 @@ import pytest
 
 from automl.execution.base import TrialOutcome, TrialRequest
 from automl.execution.processes import ProcessExecutor, plan_slots
+from automl.execution.ray_backend import local_system_config
 from automl.execution.threads import ThreadExecutor
 
 
@@ -170,7 +171,7 @@ def start_local_ray(**resources):
         env.setenv("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
         env.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
         ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="WARNING",
-                 log_to_driver=False, **resources)
+                 log_to_driver=False, _system_config=local_system_config(), **resources)
     try:
         yield ray
     finally:

@@ -221,8 +221,9 @@ def test_ray_is_imported_lazily_listens_on_loopback_and_is_shut_down_by_the_exec
         status = outcome_of(collect(executor, ["t1"]), "t1").status
         session = sorted(ray_processes({temp_dir!r}))  # seen from here, while they are still our descendants
         listening = listening_sockets(session + [os.getpid()]) if os.path.isdir("/proc") else None
+        niceness = {{pid: os.getpriority(os.PRIO_PROCESS, pid) for pid in session}}
         executor.shutdown()
-        print(json.dumps([status, ray.is_initialized(), session, listening]))
+        print(json.dumps([status, ray.is_initialized(), session, listening, niceness]))
         """)
     env = {**os.environ, "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "RAY_AUTH_MODE": "disabled",
            "PYTHONPATH": str(REPO)}
@@ -231,8 +232,10 @@ def test_ray_is_imported_lazily_listens_on_loopback_and_is_shut_down_by_the_exec
         result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-3000:]
-        status, initialised, session, listening = json.loads(result.stdout.splitlines()[-1])
+        status, initialised, session, listening, niceness = json.loads(result.stdout.splitlines()[-1])
         assert (status, initialised) == ("COMPLETE", False)
+        # Ray's default is nice 15 for its workers: on a busy machine the trial's actor would barely run
+        assert set(niceness.values()) == {0}, f"Ray processes below normal priority: {niceness}"
         assert len(session) >= 3  # GCS, raylet and the actor's worker at least
         if listening is not None:
             assert len({pid for pid, _, _ in listening}) >= 3, listening  # GCS, raylet, actor, driver...

@@ -58,10 +58,13 @@ def test_a_ray_started_here_listens_on_loopback_unless_told_otherwise(monkeypatc
     from automl.execution.ray_backend import init_arguments
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    local = {"address": None, "include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+    local = {"address": None, "include_dashboard": False, "_node_ip_address": "127.0.0.1",
+             "_system_config": {"worker_niceness": 0}}
     assert init_arguments(None, None) == local
     assert init_arguments(None, {"_node_ip_address": "10.0.0.5", "namespace": "n"}) == \
         {**local, "_node_ip_address": "10.0.0.5", "namespace": "n"}
+    assert init_arguments(None, {"_system_config": {"object_timeout_milliseconds": 5}})["_system_config"] == \
+        {"worker_niceness": 0, "object_timeout_milliseconds": 5}  # the user's entries join ours
     assert init_arguments("auto", {"namespace": "n"}) == {"address": "auto", "namespace": "n"}  # a cluster's own
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # ray.init joins that cluster: no defaults of ours
     assert init_arguments(None, None) == {"address": None}
