@@ -17,6 +17,7 @@ and the best epoch's models and validation predictions, which the ensemble selec
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -154,12 +155,16 @@ class Trainer:
             return nn.functional.cross_entropy(output.float(), target)
         return REGRESSION_LOSSES[self.settings.loss](output.float(), target)
 
+    def _autocast(self):
+        """Mixed precision on CUDA; elsewhere no context at all (entering a disabled one costs ~10 us)."""
+        return torch.autocast(self.device.type) if self.use_amp else contextlib.nullcontext()
+
     @torch.no_grad()
     def _outputs(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
         model.eval()
         outputs = []
         for start in range(0, len(X), EVAL_BATCH):
-            with torch.autocast(self.device.type, enabled=self.use_amp):
+            with self._autocast():
                 outputs.append(model(X[start:start + EVAL_BATCH]).float())
         return torch.cat(outputs)
 
@@ -226,25 +231,34 @@ class Trainer:
         model, optimizer, scaler = member.model, member.optimizer, member.scaler
         order = torch.randperm(len(member.rows), generator=member.generator).to(self.device)
         rows = member.rows[order]
-        total, seen = 0.0, 0
+        losses, sizes = [], []
         for start in range(0, len(rows), batch_size):
             index = rows[start:start + batch_size]
-            if len(index) < 2 and seen:  # a batch of one breaks batch norm and adds noise
+            if len(index) < 2 and sizes:  # a batch of one breaks batch norm and adds noise
                 continue
-            with torch.autocast(self.device.type, enabled=self.use_amp):
+            with self._autocast():
                 output = model(member.X[index])
             loss = self.loss_fn(output, member.y[index])
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip > 0:
-                scaler.unscale_(optimizer)  # clip the true gradient, not the loss-scaled one
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            if scaler.is_enabled():
+                scaler.scale(loss).backward()
+                if grad_clip > 0:
+                    scaler.unscale_(optimizer)  # clip the true gradient, not the loss-scaled one
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:  # the scaler's calls cost ~10 us a batch even when disabled: a small table's step is ~1 ms
+                loss.backward()
+                if grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
             member.after_batch()
-            total += loss.detach() * len(index)  # summed on the device: no sync per batch
-            seen += len(index)
-        return float(total) / max(seen, 1)
+            losses.append(loss.detach())  # summed once at the end, on the device: no sync per batch
+            sizes.append(len(index))
+        if not losses:
+            return 0.0
+        weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+        return float(torch.stack(losses).float() @ weights) / sum(sizes)
 
     def _lbfgs_epoch(self, member: Member, batch_size: int) -> float:
         """One full-batch L-BFGS step (up to LBFGS_MAX_ITER iterations), without clipping, in float32

@@ -4,9 +4,11 @@
 
 One fixed configuration per setting (every hyperparameter pinned), the same data, model (built by
 automl's own `mlp` family from the same config and seed), optimizer, batch size and epoch count,
-measured six ways, all with the same number of torch threads:
+measured seven ways, all with the same number of torch threads:
 
   minimal       a hand-written loop: shuffle, forward, cross-entropy, backward, Adam step; nothing else
+  minimal + validation  the same plus the validation rows' accuracy after every epoch (eval mode, no
+                gradients): the least a tuning objective does, e.g. Optuna's PyTorch example
   trainer       automl's Trainer.run in this process, checkpoint writes switched off: training plus
                 the per-epoch validation pass and the copy of the best epoch's weights
   +ckpt/epoch   Trainer.run writing its checkpoint (an atomic torch.save of model, optimizer and best
@@ -93,7 +95,9 @@ def load(setting: dict):
     return load_data(data_spec, SplitSpec(**SPLIT), task=None, seed=0)
 
 
-def minimal(setting: dict, data) -> list[float]:
+def minimal(setting: dict, data, validate: bool = False) -> list[float]:
+    """A hand-written loop; with `validate`, the loop a tuning objective is (Optuna's PyTorch example):
+    after every epoch, accuracy on the validation rows in eval mode without gradients."""
     import torch
     from torch import nn
 
@@ -105,6 +109,7 @@ def minimal(setting: dict, data) -> list[float]:
     model = MLPFamily().build(params, data.profile)
     optimizer = torch.optim.Adam(model.parameters(), lr=TRAINING["lr"], weight_decay=TRAINING["weight_decay"])
     X, y = torch.as_tensor(data.X_train), torch.as_tensor(data.y_train, dtype=torch.long)
+    X_val, y_val = torch.as_tensor(data.X_val), torch.as_tensor(data.y_val, dtype=torch.long)
     bs = setting["batch_size"]
     stamps = []
     model.train()
@@ -116,6 +121,11 @@ def minimal(setting: dict, data) -> list[float]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if validate:
+            model.eval()
+            with torch.no_grad():
+                float((model(X_val).argmax(dim=1) == y_val).float().mean())
+            model.train()
         stamps.append(time.perf_counter())
     return stamps
 
@@ -230,6 +240,7 @@ def main() -> None:
         extra = {}
         for _ in range(args.repeats):
             rates.setdefault("minimal", []).append(steady_rate(n, minimal(setting, data)))
+            rates.setdefault("minimal + validation", []).append(steady_rate(n, minimal(setting, data, True)))
             for path, checkpoint, logging in [("trainer", "off", False), ("+ckpt/epoch", "every epoch", False),
                                               ("+checkpoint", "policy", False), ("+logging", "policy", True)]:
                 stamps = trainer_run(setting, data, folder, checkpoint=checkpoint, logging=logging)
@@ -240,21 +251,27 @@ def main() -> None:
                      "automl_whole_trial_samples_per_s": n * run["epochs"] / run["trial_s"]}
             print("[throughput]   " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()), flush=True)
         medians = {k: summary(v)["median"] for k, v in rates.items()}
-        base = medians["minimal"]
+        base, validated = medians["minimal"], medians["minimal + validation"]
         for path, rate in medians.items():
             per_epoch_ms = 1000 * n / rate
-            rows.append([setting["name"], path, rate, rate / base, per_epoch_ms, per_epoch_ms - 1000 * n / base])
-        rows.append([setting["name"], "automl run, whole trial (incl. 1st epoch, start)",
-                     extra["automl_whole_trial_samples_per_s"], extra["automl_whole_trial_samples_per_s"] / base,
-                     1000 * extra["automl_trial_s"] / setting["epochs"], None])
+            rows.append([setting["name"], path, rate, rate / base, rate / validated, per_epoch_ms,
+                         per_epoch_ms - 1000 * n / base])
+        whole = extra["automl_whole_trial_samples_per_s"]
+        rows.append([setting["name"], "automl run, whole trial (incl. 1st epoch, start)", whole, whole / base,
+                     whole / validated, 1000 * extra["automl_trial_s"] / setting["epochs"], None])
         results.append({"setting": setting["name"], "data": setting["data"], "train_rows": n,
                         "batch_size": setting["batch_size"], "epochs": setting["epochs"], "config": config_of(setting),
                         "samples_per_s": rates, "median": medians, "ratio_to_minimal":
-                        {k: v / base for k, v in medians.items()}, **extra})
-    columns = ["setting", "path", "samples/s", "ratio to minimal", "ms per epoch", "ms per epoch over minimal"]
+                        {k: v / base for k, v in medians.items()}, "ratio_to_minimal_with_validation":
+                        {k: v / validated for k, v in medians.items()}, **extra})
+    columns = ["setting", "path", "samples/s", "ratio to minimal", "ratio to minimal + validation", "ms per epoch",
+               "ms per epoch over minimal"]
     notes = [
         f"torch threads: {threads} in every path ({'--threads' if args.threads else 'automl default: all cores for its one worker'}).",
         "samples/s over epochs 2..E (the first epoch and all start-up excluded); ms per epoch = training rows / rate.",
+        "minimal + validation: the minimal loop plus, after each epoch, the validation rows' accuracy in eval mode "
+        "without gradients: the least a tuning loop does (a score per epoch to report, prune and keep the best "
+        "epoch by).",
         "trainer - minimal = per-epoch validation pass (+ metrics) and the copy of the best weights; "
         "+ckpt/epoch - trainer = an atomic torch.save every epoch (the policy before checkpoints by time, for "
         "reference); +checkpoint - trainer = the checkpoints automl writes (one per CHECKPOINT_INTERVAL_S s and "
