@@ -24,6 +24,7 @@ from automl.data import load_data
 from automl.data.base import PreparedData
 from automl.data.checks import DataChecks, check_data
 from automl.errors import AutoMLError, BudgetExhausted, DiskFullError, SpecError
+from automl.execution.prestart import PrestartedWorkers, planned_slots
 from automl.execution.threads import ThreadExecutor
 from automl.final.finish import finish_search, no_model_document
 from automl.final.models import refit_wanted
@@ -138,8 +139,12 @@ def versions() -> dict[str, str]:
 
 class Agent:
     def __init__(self, spec: TaskSpec, *, overwrite: bool = False, observers: Sequence[RunObserver] = (),
-                 plugin_dirs: Sequence[Path] = (), started_at: float | None = None):
+                 plugin_dirs: Sequence[Path] = (), started_at: float | None = None,
+                 prestarted: PrestartedWorkers | None = None):
+        """`prestarted`: workers the command started before it imported this module (`early_workers`);
+        used when their slots are the ones the run plans, else closed."""
         self.spec = spec
+        self._early = prestarted
         self.started_at = started_at  # time.time() when the command started (default: when run() starts)
         self.overwrite = overwrite
         self.extra_observers = list(observers)
@@ -155,7 +160,7 @@ class Agent:
         if not self.overwrite:  # a damaged trials.db is refused before the data load, not after it
             check_database(self.run_dir / TrialStore.FILENAME)
         device = resolve_device(self.spec.execution.device)
-        self._prestarted = self._prestart(device)  # workers import torch while the data loads
+        self._prestarted = self._prestart(device, self._early)  # workers import torch while the data loads
         try:
             plan = make_plan(self.spec, self.plugin_dirs)  # fails before anything is written
             with RunLock(self.run_dir):
@@ -169,15 +174,18 @@ class Agent:
             if self._prestarted is not None:  # a no-op once the executor took the workers
                 self._prestarted.close()
 
-    def _prestart(self, device: str):
-        """Worker processes started before the plan, or None (Ray, threads)."""
-        execution = self.spec.execution
-        if execution.backend == "ray" or execution.isolation == "threads":
+    def _prestart(self, device: str, early: PrestartedWorkers | None):
+        """Worker processes started before the plan (`early` ones if they fit), or None (Ray, threads)."""
+        slots = planned_slots(self.spec.execution, device)
+        if early is not None and early.slots == slots:
+            return early
+        if early is not None:
+            early.close()
+        if slots is None:
             return None
         from automl.execution.processes import ProcessExecutor
-        from automl.execution.slots import plan_slots
 
-        return ProcessExecutor.prestart(plan_slots(device, execution.workers, execution.trials_per_gpu))
+        return ProcessExecutor.prestart(slots)
 
     def _run(self, plan: Plan, store: TrialStore, device: str, resuming: bool) -> dict[str, Any]:
         from automl.reporting.tensorboard import TensorBoardObserver

@@ -78,8 +78,7 @@ def main(verbose: bool) -> None:
 def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, plugins_dirs, overwrite, quiet):
     """Run the search a spec describes; run it again to resume."""
     from automl import interrupts
-    from automl.agent import Agent
-    from automl.reporting.console import make_console_observer
+    from automl.execution.prestart import early_workers
 
     started = COMMAND_STARTED  # the whole command: imports, the data load and the report too
     overrides = {}
@@ -93,11 +92,16 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
             overrides[key] = value
     # SIGTERM and Ctrl-C: raised at once, or at the search loop's next safe point (automl/interrupts.py)
     previous = {signum: signal.signal(signum, interrupts.handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    workers = None
     try:
         spec = _load(spec_path, overrides, plugins_dirs)
+        workers = early_workers(spec.execution)  # they import torch while this process does the same
+        from automl.agent import Agent
+        from automl.reporting.console import make_console_observer
+
         observers = [] if quiet else [make_console_observer()]
         agent = Agent(spec, overwrite=overwrite, observers=observers,
-                      plugin_dirs=[Path(p).resolve() for p in plugins_dirs], started_at=started)
+                      plugin_dirs=[Path(p).resolve() for p in plugins_dirs], started_at=started, prestarted=workers)
         summary = agent.run()
     except AutoMLError as error:
         _fail(error)
@@ -110,6 +114,8 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
         click.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
         sys.exit(130)
     finally:
+        if workers is not None:  # a no-op once the run's executor took them
+            workers.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     from automl.reporting.headline import headline

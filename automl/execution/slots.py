@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, MutableMapping
@@ -73,6 +74,22 @@ def plan_slots(device: str, workers: int | None, trials_per_gpu: int = 1, cpu_co
     count = workers or 1
     threads = threads_per_worker(count, cpu_count, environ)[0]
     return [Slot(i, device, threads) for i in range(count)]
+
+
+# what a GPU torch could use leaves one of these behind: NVIDIA's driver, or ROCm's kernel driver
+GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/kfd")
+
+
+def certain_device(requested: str, platform: str = sys.platform,
+                   gpu_files: tuple[str, ...] = GPU_DEVICE_FILES) -> str | None:
+    """The device `resolve_device(requested)` will pick, where it is certain without importing
+    torch (2 s of the command's start-up): "cpu" when asked for, or for "auto" on Linux with no GPU
+    driver present; None where only torch can tell."""
+    if requested == "cpu":
+        return "cpu"
+    if requested == "auto" and platform.startswith("linux") and not any(os.path.exists(f) for f in gpu_files):
+        return "cpu"
+    return None
 
 
 def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:

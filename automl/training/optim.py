@@ -75,7 +75,7 @@ def recalibrate_batch_norm(model: nn.Module, forward_chunks) -> None:
 
 
 def batches_per_epoch(n_rows: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch: a trailing batch of one row is skipped (see `Trainer._minibatch_epoch`)."""
+    """Optimizer steps in one epoch: a trailing batch of one row is skipped (see `epochs.minibatch_epoch`)."""
     full, last = divmod(n_rows, batch_size)
     return max(1, full + (1 if last >= 2 or (last == 1 and full == 0) else 0))
 

@@ -37,16 +37,14 @@ from automl.families.base import Family
 from automl.records import Reason, Status, TrialOutcome
 from automl.training.checkpoints import (BestEpoch, Checkpoint, CheckpointClock, as_tensor, checkpoint_interval,
                                          load_checkpoint, plain, save_checkpoint)
+from automl.training.epochs import lbfgs_epoch, minibatch_epoch
 from automl.training.metrics import classification_metrics, regression_metrics, summarize_folds, to_loss
 from automl.training.optim import (
     Member,
     Validation,
     batches_per_epoch,
-    deterministic_train_mode,
     make_optimizer,
     make_scheduler,
-    recalibrate_batch_norm,
-    row_chunks,
 )
 
 log = logging.getLogger(__name__)
@@ -221,68 +219,12 @@ class Trainer:
         member.model.train()
         batch_size = int(config["batch_size"])
         if member.lbfgs:
-            loss = self._lbfgs_epoch(member, batch_size)
+            loss = lbfgs_epoch(member, self.loss_fn, self.device, batch_size)
         else:
-            loss = self._minibatch_epoch(member, batch_size, float(config.get("grad_clip", 0.0)))
+            loss = minibatch_epoch(member, self.loss_fn, self._autocast, self.device, batch_size,
+                                   float(config.get("grad_clip", 0.0)))
         member.after_epoch()
         return loss
-
-    def _minibatch_epoch(self, member: Member, batch_size: int, grad_clip: float) -> float:
-        model, optimizer, scaler = member.model, member.optimizer, member.scaler
-        order = torch.randperm(len(member.rows), generator=member.generator).to(self.device)
-        rows = member.rows[order]
-        losses, sizes = [], []
-        for start in range(0, len(rows), batch_size):
-            index = rows[start:start + batch_size]
-            if len(index) < 2 and sizes:  # a batch of one breaks batch norm and adds noise
-                continue
-            with self._autocast():
-                output = model(member.X[index])
-            loss = self.loss_fn(output, member.y[index])
-            optimizer.zero_grad(set_to_none=True)
-            if scaler.is_enabled():
-                scaler.scale(loss).backward()
-                if grad_clip > 0:
-                    scaler.unscale_(optimizer)  # clip the true gradient, not the loss-scaled one
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:  # the scaler's calls cost ~10 us a batch even when disabled: a small table's step is ~1 ms
-                loss.backward()
-                if grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer.step()
-            member.after_batch()
-            losses.append(loss.detach())  # summed once at the end, on the device: no sync per batch
-            sizes.append(len(index))
-        if not losses:
-            return 0.0
-        weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
-        return float(torch.stack(losses).float() @ weights) / sum(sizes)
-
-    def _lbfgs_epoch(self, member: Member, batch_size: int) -> float:
-        """One full-batch L-BFGS step (up to LBFGS_MAX_ITER iterations), without clipping, in float32
-        (a closure optimizer cannot take a GradScaler), without dropout (`deterministic_train_mode`).
-
-        The gradient is summed over chunks of `batch_size` rows: the exact full-batch gradient
-        with the memory of one batch, so an out-of-memory retry with a smaller batch helps here too."""
-        chunks = row_chunks(len(member.rows), batch_size)
-        model = member.model
-        deterministic_train_mode(model)
-
-        def closure() -> torch.Tensor:
-            member.optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros((), device=self.device)
-            for chunk in chunks:
-                index = member.rows[chunk]
-                loss = self.loss_fn(model(member.X[index]), member.y[index]) * (len(index) / len(member.rows))
-                loss.backward()
-                total += loss.detach()
-            return total
-
-        loss = member.optimizer.step(closure)  # the loss before the step
-        recalibrate_batch_norm(model, lambda: [model(member.X[member.rows[chunk]]) for chunk in chunks])
-        return float(loss)
 
     def _validate(self, members: list[Member], train_losses: list[float]) -> tuple[dict[str, float], np.ndarray]:
         """The epoch's metrics (fold means and stds with CV) and the validation predictions."""

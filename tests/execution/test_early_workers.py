@@ -1,0 +1,51 @@
+"""`automl run` starts its worker processes before it imports torch where the device is certain
+without torch; the agent runs its trials on them, or closes them when its plan differs."""
+from __future__ import annotations
+
+from automl.agent import Agent
+from automl.execution.prestart import early_workers
+from automl.execution.processes import ProcessExecutor
+from automl.execution.slots import certain_device, plan_slots
+from automl.spec import load_spec
+from automl.store import TrialStore
+from tests.conftest import write_spec
+from tests.execution.test_process_faults import alive, wait_until
+
+PROCESSES = {"device": "cpu", "workers": 1, "isolation": "processes"}
+
+
+def test_the_device_is_certain_without_torch_only_where_no_gpu_can_be_there(tmp_path):
+    driver = tmp_path / "nvidia0"
+    assert certain_device("cpu", gpu_files=(str(driver),)) == "cpu"
+    assert certain_device("auto", platform="linux", gpu_files=(str(driver),)) == "cpu"
+    driver.touch()  # a GPU driver: only torch knows whether its build can use it
+    assert certain_device("auto", platform="linux", gpu_files=(str(driver),)) is None
+    assert certain_device("auto", platform="darwin", gpu_files=()) is None  # MPS
+    assert certain_device("cuda", platform="linux", gpu_files=()) is None
+
+
+def workers_of(run_dir) -> set[str]:
+    store = TrialStore(run_dir / TrialStore.FILENAME)
+    try:
+        return {trial.worker for trial in store.trials()}
+    finally:
+        store.close()
+
+
+def test_the_run_trains_on_the_workers_started_before_it(tmp_path):
+    spec = load_spec(write_spec(tmp_path, execution=PROCESSES, budget={"max_trials": 2, "max_epochs": 2}))
+    early = early_workers(spec.execution)
+    assert early is not None
+    pid = early.pids()[0]
+    Agent(spec, prestarted=early).run()
+    assert workers_of(tmp_path / "run") == {f"process-0:{pid}"}
+
+
+def test_workers_started_for_other_slots_are_closed_and_the_run_starts_its_own(tmp_path):
+    spec = load_spec(write_spec(tmp_path, execution=PROCESSES, budget={"max_trials": 2, "max_epochs": 2}))
+    early = ProcessExecutor.prestart(plan_slots("cpu", 2, cpu_count=2), preload=())  # two slots, not one
+    pids = early.pids()
+    Agent(spec, prestarted=early).run()
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=60), "the unused workers live on"
+    used = workers_of(tmp_path / "run")
+    assert len(used) == 1 and not any(used_by.endswith(f":{pid}") for used_by in used for pid in pids)
