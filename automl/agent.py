@@ -43,7 +43,7 @@ from automl.store import TrialStore
 from automl.store_file import check_database
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
-from automl.training.runner import TrialContext, build_runner
+from automl.training.runner import TrialContext, build_runner, worker_data
 from automl.training.trainer import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class Agent:
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed,
                                  loss=spec.loss)
         self.settings = settings
-        context = TrialContext(plan.data, settings, tuple(plan.registry.family_ref(name) for name in plan.families),
+        context = TrialContext(worker_data(plan.data), settings, tuple(plan.registry.family_ref(name) for name in plan.families),
                                self.run_dir / "checkpoints")
         self.threads = (torch.get_num_threads(), "this process's torch threads")  # where no slot plans them
         executor, workers = self._make_executor(context, device)

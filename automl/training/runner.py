@@ -25,6 +25,12 @@ class TrialContext:
     checkpoint_dir: Path
 
 
+def worker_data(data: PreparedData) -> PreparedData:
+    """The data a worker trains with: no test rows (no trial ever sees them) and no preprocessor
+    (raw rows never reach a worker; unpickling it imported pandas, 0.2 s of each worker's start)."""
+    return replace(data, X_test=data.X_test[:0], y_test=data.y_test[:0], preprocessor=None)
+
+
 def build_trainer(context: TrialContext, device: str | None = None) -> Trainer:
     families = {ref.name: ref.load() for ref in context.families}
     settings = context.settings if device is None else replace(context.settings, device=device)

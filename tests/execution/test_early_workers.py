@@ -49,3 +49,19 @@ def test_workers_started_for_other_slots_are_closed_and_the_run_starts_its_own(t
     assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=60), "the unused workers live on"
     used = workers_of(tmp_path / "run")
     assert len(used) == 1 and not any(used_by.endswith(f":{pid}") for used_by in used for pid in pids)
+
+
+def test_a_worker_gets_no_test_rows_and_no_preprocessor(tmp_path):
+    """What travels to every worker: the training and validation rows only. Test rows stay with the
+    driver (no trial can see them), and the preprocessor (pandas to unpickle) is the export's."""
+    import pickle
+
+    from automl.agent import make_plan
+    from automl.training.runner import worker_data
+
+    spec = load_spec(write_spec(tmp_path, execution=PROCESSES))
+    data = make_plan(spec).data
+    sent = pickle.loads(pickle.dumps(worker_data(data)))
+    assert len(data.X_test) > 0 and (len(sent.X_test), len(sent.y_test)) == (0, 0)
+    assert sent.X_test.shape[1:] == data.X_test.shape[1:] and sent.preprocessor is None
+    assert (sent.X_train == data.X_train).all() and (sent.y_val == data.y_val).all()
