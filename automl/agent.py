@@ -207,8 +207,8 @@ class Agent:
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed,
                                  loss=spec.loss)
         self.settings = settings
-        context = TrialContext(worker_data(plan.data), settings, tuple(plan.registry.family_ref(name) for name in plan.families),
-                               self.run_dir / "checkpoints")
+        families = tuple(plan.registry.family_ref(name) for name in plan.families)
+        context = TrialContext(worker_data(plan.data), settings, families, self.run_dir / "checkpoints")
         self.threads = (torch.get_num_threads(), "this process's torch threads")  # where no slot plans them
         executor, workers = self._make_executor(context, device)
         log.info("%d worker(s), %d torch thread(s) each (%s)", workers, *self.threads)
