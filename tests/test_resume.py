@@ -10,6 +10,8 @@ import sys
 import time
 from contextlib import contextmanager
 
+import pytest
+
 from automl.store import TrialStore
 from automl.training.checkpoints import load_checkpoint
 from tests.conftest import write_spec
@@ -117,7 +119,13 @@ def test_sigkill_mid_run_then_resume(tmp_path):
         early = con.execute("SELECT MAX(recorded_at) FROM epochs WHERE trial_id=? AND epoch<=?",
                             (interrupted, resumes_at)).fetchone()[0]
     assert early is None or early < killed_at
-    assert {epoch: metrics for epoch, metrics in epoch_metrics(db, interrupted).items() if epoch in recorded} == recorded
+    # the same values up to float32 rounding: in about 1 run of 10 the re-run epoch's val_loss differed from
+    # the first in its last bit (2.26442456 against 2.26442432), with the same weights (the next epoch matched);
+    # a different state (seed, shuffle, weights) moves every metric far more than 1e-6
+    again = {epoch: metrics for epoch, metrics in epoch_metrics(db, interrupted).items() if epoch in recorded}
+    assert again.keys() == recorded.keys()
+    for epoch, metrics in recorded.items():
+        assert again[epoch] == pytest.approx(metrics, rel=1e-6, abs=1e-9), f"epoch {epoch} re-ran differently"
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["trials"]["completed"] == 4
 
