@@ -15,11 +15,11 @@ import numpy as np
 from automl.data.base import PreparedData
 from automl.errors import BudgetExhausted
 from automl.families.base import Family
+from automl.final.background import Background
 from automl.final.baseline import baseline_predictions, fit_baselines, judge, save_baseline
 from automl.final.export import export_model
 from automl.final.models import FinalModels, NoExportableModel
 from automl.final.time_plan import decide_refit
-from automl.final.background import Background
 from automl.retention import directory_bytes
 from automl.spec import TaskSpec
 from automl.store import TrialStore, best_trial
