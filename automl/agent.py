@@ -29,6 +29,7 @@ from automl.execution.threads import ThreadExecutor
 from automl.final.finish import finish_search, no_model_document
 from automl.final.models import refit_wanted
 from automl.final.time_plan import SearchReserve, refit_rows
+from automl.final.warm_imports import EndOfRunImports
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
 from automl.reporting.base import RunObserver
@@ -203,7 +204,8 @@ class Agent:
         self._write_meta(plan, store, device, strategy_plugin.source, resuming)
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
-        self.observers = Observers([tensorboard, *self.extra_observers])
+        # EndOfRunImports: the refit's, the baselines' and the report's imports, while the trials run
+        self.observers = Observers([tensorboard, EndOfRunImports(), *self.extra_observers])
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed,
                                  loss=spec.loss)
         self.settings = settings

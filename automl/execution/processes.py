@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 from automl.execution.base import Runner
 from automl.execution.pool import WorkerPool
 from automl.execution.slots import Slot, plan_slots
-from automl.execution.worker import DriverGone, apply_slot_env, build_in_process, serve
+from automl.execution.worker import DriverGone, apply_slot_env, build_in_process, exit_without_teardown, serve
 from automl.records import Reason
 
 __all__ = ["PrestartedWorkers", "ProcessExecutor", "ProcessTransport", "Slot", "plan_slots"]
@@ -143,9 +143,10 @@ def _worker_main(slot: Slot, setup_bytes: bytes | None, conn: multiprocessing.co
     if setup_bytes is None:
         setup_bytes = _await_setup(channel, slot, preload)
         if setup_bytes is None:
-            return
+            exit_without_teardown()
     runner, setup_error = build_in_process(setup_bytes, slot)
     serve(channel, f"process-{slot.index}:{os.getpid()}", slot, runner, setup_error)
+    exit_without_teardown()
 
 
 # -- the driver side ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ that cannot travel to the driver. A full disk is not the trial's failure: it is 
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sys
@@ -154,3 +155,16 @@ def _release_gpu_cache() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+def exit_without_teardown() -> None:
+    """End a worker process without the interpreter's teardown: freeing every object torch made
+    takes 0.3-0.5 s, which the driver would wait for at the end of every run. Every trial's files
+    were written and synced before its outcome was sent; only the log and the standard streams remain."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced: nothing left to flush
+            pass
+    os._exit(0)
