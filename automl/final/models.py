@@ -97,8 +97,8 @@ class FinalModels:
             return best_model(self.trainer, trial.config, saved)
         return load_best_model(self.trainer, trial.config, self.checkpoint_path(trial))
 
-    def metrics(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-        names = self.settings.metric_names
+    def metrics(self, y: np.ndarray, predictions: np.ndarray, names: Sequence[str] | None = None) -> dict[str, float]:
+        names = self.settings.metric_names if names is None else names
         if self.trainer.classification:
             return classification_metrics(names, y, predictions)
         return regression_metrics(names, y, predictions)
@@ -124,8 +124,8 @@ class FinalModels:
         """(selection loss, smooth tie-break loss) of validation predictions."""
         metric, direction = self.settings.metric, self.settings.direction
 
-        def score(predictions: np.ndarray) -> tuple[float, float]:
-            value = self.metrics(y, predictions)[metric]
+        def score(predictions: np.ndarray) -> tuple[float, float]:  # rounds x candidates calls: one metric
+            value = self.metrics(y, predictions, [metric])[metric]
             if self.trainer.classification:
                 rows = predictions[np.arange(len(y)), y]
                 smooth = float(-np.mean(np.log(np.clip(rows, 1e-15, 1))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -24,14 +25,22 @@ END_OF_RUN_MODULES = (
     "sklearn.ensemble", "sklearn.linear_model",  # the baselines
     "matplotlib.figure", "matplotlib.backends.backend_agg", "automl.reporting.report",  # the report
 )
+SWITCH_INTERVAL_S = 0.0005  # while the imports run
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception:  # the end of the run imports it again and reports the error where it matters
-            log.debug("importing %s ahead of the end of the run failed", name, exc_info=True)
+    # the driver answers every epoch of every trial: with the default 5 ms switch interval each answer
+    # would wait up to 5 ms for the interpreter lock this thread holds while it imports
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
+    try:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the end of the run imports it again and reports the error where it matters
+                log.debug("importing %s ahead of the end of the run failed", name, exc_info=True)
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def import_in_background(modules: tuple[str, ...] = END_OF_RUN_MODULES) -> threading.Thread:
