@@ -29,7 +29,6 @@ from automl.execution.threads import ThreadExecutor
 from automl.final.finish import finish_search, no_model_document
 from automl.final.models import refit_wanted
 from automl.final.time_plan import SearchReserve, refit_rows
-from automl.final.warm_imports import EndOfRunImports
 from automl.planning import build_space, choose_families
 from automl.plugins import Registry, discover
 from automl.reporting.base import RunObserver
@@ -204,8 +203,7 @@ class Agent:
         self._write_meta(plan, store, device, strategy_plugin.source, resuming)
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
-        # EndOfRunImports: the refit's, the baselines' and the report's imports, while the trials run
-        self.observers = Observers([tensorboard, EndOfRunImports(), *self.extra_observers])
+        self.observers = Observers([tensorboard, *self.extra_observers])
         settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed,
                                  loss=spec.loss)
         self.settings = settings
@@ -236,7 +234,8 @@ class Agent:
             if spec.execution.keep_checkpoints == "best" else None,
             time_reserve=None if budget.max_time is None else SearchReserve(
                 budget.max_time, self.started_at, plan.data, spec.refit,
-                refit_wanted(spec.refit, refit_rows(plan.data)), store.trials))
+                refit_wanted(spec.refit, refit_rows(plan.data)), store.trials),
+            keep_executor=True)  # the refit trains in one of its idle workers; shut down after _finish
         resubmit = self.loop.replay()
         self.observers.run_started({
             "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": strategy_name,
@@ -258,6 +257,7 @@ class Agent:
                 self._abort(stopped_because)
             summary = self._finish(plan, stopped_because)
         finally:
+            self.loop.executor.shutdown()
             self.observers.close()
         return summary
 
@@ -351,14 +351,19 @@ class Agent:
     # -- after the search ---------------------------------------------------------------------------
     def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:
         duration = self.loop.elapsed()
-        if self.settings.device == "cpu":  # the refit and the ensemble run here, alone: every usable core
+        threads = None
+        if self.settings.device == "cpu":  # the refit and the ensemble run alone now: every usable core
             from automl.execution.slots import threads_per_worker
 
-            torch.set_num_threads(threads_per_worker(1)[0])
+            threads = threads_per_worker(1)[0]
+            torch.set_num_threads(threads)
+        if self.spec.execution.backend == "ray":  # an actor keeps the threads its CPUs pay for
+            threads = None
         try:
             final = finish_search(self.spec, plan.data, plan.families, self.store, self.run_dir, self.settings,
                                   stopped_because=stopped_because, duration=duration,
-                                  progress=self.observers.phase, deadline=self._deadline())
+                                  progress=self.observers.phase, deadline=self._deadline(),
+                                  executor=self.loop.executor, refit_threads=threads)
         except AutoMLError:
             self._write_report()  # the trials and why no model came out of them
             raise

@@ -61,6 +61,9 @@ class Suggestion:
     resume_from: str | None = None  # continue that trial's checkpoint (a promotion)
 
 
+REFIT = "refit"  # TrialRequest.kind of the refit after the search
+
+
 @dataclass(frozen=True)
 class TrialRequest:
     """What a worker is asked to run."""
@@ -72,6 +75,8 @@ class TrialRequest:
     time_limit: float | None = None  # seconds; past it the worker is killed (Reason.TIMEOUT)
     overrides: Mapping[str, Any] = field(default_factory=dict)  # training settings for a retry, e.g. batch_size
     attempt: int = 0  # 0 the first time, then 1, 2, ... for retries after a crash or out of memory
+    kind: str = "trial"  # "trial", or REFIT: the finished trial `trial_id` trained again on every non-test row
+    threads: int | None = None  # torch threads for this request (a refit after the search may use every core)
 
 
 @dataclass(frozen=True)

@@ -100,10 +100,11 @@ class SearchLoop:
                  prior_elapsed: float = 0.0, call_timeout: float = 600.0,
                  fallback: Callable[[], Strategy] | None = None, fallback_name: str = "random",
                  after_outcome: Callable[[list[TrialRecord]], None] | None = None,
-                 time_reserve: Callable[[int], float] | None = None):
+                 time_reserve: Callable[[int], float] | None = None, keep_executor: bool = False):
         # fallback: builds the strategy that takes over, once, from one that breaks; after_outcome: told
         # every trial once an outcome is committed and told (checkpoint retention: automl/retention.py);
-        # time_reserve(trials finished): the seconds of max_time kept for start-up and the end of the run
+        # time_reserve(trials finished): the seconds of max_time kept for start-up and the end of the run;
+        # keep_executor: a normal end leaves the idle workers to the caller (the refit trains in one)
         self.strategy = strategy
         self.label = label  # "strategy 'x' from <source>", for errors
         self.space = space
@@ -120,6 +121,7 @@ class SearchLoop:
         self.fallback_name = fallback_name
         self.after_outcome = after_outcome
         self.time_reserve = time_reserve
+        self.keep_executor = keep_executor
         self._finished = 0  # trials finished in this command: the reserve changes only then
         self.fell_back = False
         self._calls = CallThread()
@@ -266,14 +268,18 @@ class SearchLoop:
     def run(self, resubmit: Sequence[TrialRequest] = ()) -> SearchEnd:
         """Run until a budget or the strategy ends the search; returns why it stopped."""
         self._resubmit = list(resubmit)
+        shutdown = True
         try:
             with interrupts.deferred():
-                return self._loop()
+                end = self._loop()
+            shutdown = not self.keep_executor  # every worker is idle: the loop ends only then
+            return end
         except BaseException:
             self._record_finished()
             raise
         finally:
-            self.executor.shutdown()
+            if shutdown:
+                self.executor.shutdown()
             self._calls.shutdown()
 
     def _loop(self) -> SearchEnd:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -73,3 +74,29 @@ def test_the_refit_and_the_ensemble_say_when_they_start_and_how_long_they_took(t
     assert set(started) == set(done) and all(seconds >= 0 for seconds in done.values())
     for name in started:
         assert steps.calls.index((name, None)) < steps.calls.index((name, done[name]))
+
+
+def test_the_refit_trains_in_an_idle_worker_process_and_its_file_is_removed(tmp_path):
+    spec = write_spec(tmp_path, refit=True, ensemble={"enabled": False},
+                      budget={"max_trials": 2, "max_epochs": 2, "patience": None},
+                      execution={"isolation": "processes", "workers": 1, "device": "cpu"})
+    summary = Agent(load_spec(spec)).run()
+    assert summary["models"]["refit"]["trained_by"].startswith("process-")  # not the driver: no GIL shared with it
+    assert summary["default_model"] == "refit"
+    assert not list((tmp_path / "run" / "checkpoints").glob("refit-*"))  # the export holds it
+
+
+def test_without_a_free_worker_the_refit_trains_in_the_driver():
+    from automl.final.background import Background
+    from automl.final.finish import _start_refit
+
+    class ShutDown:
+        def submit(self, request):
+            raise RuntimeError("executor is shut down")
+
+    class Trainer:
+        def fit_full(self, trial_id, config, epochs):
+            return f"refit of {trial_id} for {epochs} epochs"
+
+    job = _start_refit(ShutDown(), "t3", {}, 2, None, Trainer(), Path("unused"))
+    assert isinstance(job, Background) and job.result() == "refit of t3 for 2 epochs"

@@ -20,9 +20,12 @@ from automl.final.baseline import baseline_predictions, fit_baselines, judge, sa
 from automl.final.export import export_model
 from automl.final.models import FinalModels, NoExportableModel
 from automl.final.time_plan import decide_refit
+from automl.final.warm_imports import REPORT_MODULES, import_quietly
+from automl.final.worker_refit import WorkerRefit
 from automl.retention import directory_bytes
 from automl.spec import TaskSpec
 from automl.store import TrialStore, best_trial
+from automl.training.trained_models import load_best_model
 from automl.training.trainer import Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -104,11 +107,13 @@ def evaluation_document(data: PreparedData, predictions: np.ndarray, model: dict
 def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Family], store: TrialStore,
                   run_dir: Path, settings: TrainSettings, *, stopped_because: str,
                   duration: float, progress: Progress | None = None,
-                  deadline: float | None = None) -> dict[str, Any]:
+                  deadline: float | None = None, executor=None, refit_threads: int | None = None) -> dict[str, Any]:
     """Store and return the `final` document, with the model exported under run_dir/model.
 
     `duration`: the search's time (over every command of a resumed run); `deadline`: the wall-clock
-    time (time.time()) by which max_time wants the command done, None without max_time.
+    time (time.time()) by which max_time wants the command done, None without max_time; `executor`:
+    the search's, its workers idle: the refit trains in one of them, on `refit_threads` torch threads
+    (without it, or with no worker free, on a thread of this process).
     Raises `BudgetExhausted` when no trial finished with a usable score, and `NoExportableModel`
     when no scored trial's checkpoint can be read (each with its `final` document stored first); a
     damaged best checkpoint passes to the next best trial's."""
@@ -147,7 +152,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
         if progress is not None:
             progress(refit_name, None)
         config = final_models.trained_config(best, saved)
-        refit_job = Background(lambda: trainer.fit_full(best.trial_id, config, epochs), "automl-refit")
+        refit_job = _start_refit(executor, best.trial_id, config, epochs, refit_threads, trainer, run_dir)
     with _step(progress, "ensemble of the best trials", timings, "ensemble"):
         ensemble_net, ensemble = final_models.ensemble(trials)
     if ensemble is not None:
@@ -156,6 +161,8 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
         baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed, refit=refit_tried)
     if refit_job is not None:
         waited = time.monotonic()
+        if isinstance(refit_job, WorkerRefit):  # this process would wait idle: the report's imports meanwhile
+            import_quietly(REPORT_MODULES)
         try:
             exported = refit_job.result()
         except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run
@@ -163,6 +170,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
             log.warning("the refit failed (%s); the best trial's own model is exported", error)
         else:
             models["refit"] = {"epochs": epochs, "rows": final_models.refit_rows(), "seconds": refit_job.seconds,
+                               "trained_by": getattr(refit_job, "worker", "") or "driver",
                                "test": final_models.test_metrics(exported)}
         timings["refit"] = time.monotonic() - waited  # what it added: the phases still sum to the whole run
         if progress is not None and refit_error is None:
@@ -198,6 +206,18 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     store.set_meta("run", {**(store.get_meta("run") or {}), "disk_bytes": final["disk_bytes"]})  # the report's run facts
     store.set_meta("final", final)
     return final
+
+
+def _start_refit(executor, trial_id: str, config: dict[str, Any], epochs: int, threads: int | None, trainer: Trainer,
+                 run_dir: Path) -> WorkerRefit | Background:
+    """The refit, started in an idle worker of the search where there is one, else on a thread here."""
+    if executor is not None:
+        try:
+            return WorkerRefit(executor, trial_id, config, epochs, threads, run_dir / "checkpoints",
+                               lambda path: load_best_model(trainer, config, path))
+        except RuntimeError as error:  # no worker free, or the executor already shut down
+            log.info("the refit trains in this process: %s", error)
+    return Background(lambda: trainer.fit_full(trial_id, config, epochs), "automl-refit")
 
 
 def _predict_model(best, models: dict[str, Any], default: str, baseline: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any
 from automl.data.base import PreparedData
 from automl.families.loading import FamilyRef
 from automl.execution.base import Runner, TrialRequest
+from automl.records import REFIT, Status, TrialOutcome
+from automl.training.checkpoints import BestEpoch, Checkpoint, plain, save_checkpoint
 from automl.training.trainer import TrainSettings, Trainer
 
 
@@ -44,6 +46,32 @@ def warm_up() -> None:
     import torch._dynamo  # noqa: F401
 
 
+def refit_path(checkpoint_dir: Path, trial_id: str) -> Path:
+    """Where a worker leaves the refit of `trial_id` for the driver."""
+    return checkpoint_dir / f"refit-{trial_id}.pt"
+
+
+def run_refit(trainer: Trainer, trial_id: str, config: dict[str, Any], epochs: int, threads: int | None,
+              path: Path) -> TrialOutcome:
+    """The refit of a finished trial (`Trainer.fit_full`), trained by a worker the search no longer
+    needs, on `threads` torch threads: saved at `path` as a checkpoint whose best epoch holds the
+    refit model, which the driver reads back like any trial's (`load_best_model`, weights only).
+    A diverged refit raises, and its worker sends that as a failed outcome."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = trainer.fit_full(trial_id, config, epochs)
+    finally:
+        torch.set_num_threads(before)
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    best = BestEpoch(0.0, {}, epochs, (state,), torch.zeros(0))
+    save_checkpoint(path, Checkpoint(epochs, 0, plain(config), torch.get_rng_state(), (), best))
+    return TrialOutcome(Status.COMPLETE, 0.0, {}, epochs=epochs)
+
+
 def build_runner(context: TrialContext, slot: Any = None) -> Runner:
     """The runner for one worker; `slot` (a device slot of a process executor) picks its device."""
     if slot is not None:
@@ -55,6 +83,9 @@ def build_runner(context: TrialContext, slot: Any = None) -> Runner:
 
     def run(request: TrialRequest, report) -> Any:
         config = {**request.config, **request.overrides}  # e.g. a smaller batch size after out of memory
+        if request.kind == REFIT:
+            return run_refit(trainer, request.trial_id, config, int(request.budget), request.threads,
+                             refit_path(context.checkpoint_dir, request.trial_id))
         resume_from = context.checkpoint_dir / f"{request.resume_from}.pt" if request.resume_from else None
         return trainer.run(request.trial_id, config, request.budget, context.checkpoint_dir / f"{request.trial_id}.pt",
                            report, resume_from=resume_from)

@@ -279,3 +279,21 @@ def test_regression_metrics_are_in_the_target_s_original_units(tmp_path):
     assert big.metrics["mae"] == pytest.approx(1000 * small.metrics["mae"], rel=1e-3)
     assert big.metrics["r2"] == pytest.approx(small.metrics["r2"], abs=1e-4)
     assert big.loss == big.metrics["rmse"] > 1000  # minimised metric is the loss as is, in original units
+
+
+def test_a_refit_trained_by_a_worker_is_read_back_as_the_model_the_driver_would_train(classification, tmp_path):
+    """After the search the refit trains in an idle worker (automl/final/worker_refit.py): what it
+    saves must be the very model `fit_full` returns, read back with weights only."""
+    import torch
+
+    from automl.training.runner import refit_path, run_refit
+
+    trainer = accuracy_trainer(classification)
+    path = refit_path(tmp_path, "t7")
+    outcome = run_refit(trainer, "t7", dict(CONFIG), 4, 1, path)
+    assert outcome.status == "COMPLETE" and outcome.epochs == 4
+    from_worker = load_best_model(trainer, CONFIG, path)
+    in_driver = trainer.fit_full("t7", dict(CONFIG), 4)  # seeded by the trial id, as in the worker
+    X = torch.as_tensor(classification.X_test)
+    with torch.no_grad():
+        assert torch.equal(from_worker(X), in_driver(X))
