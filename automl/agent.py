@@ -256,6 +256,9 @@ class Agent:
             if search_end.cause is StopCause.CONSECUTIVE_FAILURES:
                 self._abort(stopped_because)
             summary = self._finish(plan, stopped_because)
+        except BaseException:  # Ctrl-C or an error at the end: a refit still training is read by nobody
+            self.loop.executor.shutdown(wait=0.0)
+            raise
         finally:
             self.loop.executor.shutdown()
             self.observers.close()

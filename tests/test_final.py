@@ -100,3 +100,32 @@ def test_without_a_free_worker_the_refit_trains_in_the_driver():
 
     job = _start_refit(ShutDown(), "t3", {}, 2, None, Trainer(), Path("unused"))
     assert isinstance(job, Background) and job.result() == "refit of t3 for 2 epochs"
+
+
+class _InterruptAtTheEnsemble(RunObserver):
+    """Ctrl-C while the refit trains in a worker: the ensemble's start comes right after its submit."""
+
+    def phase(self, name, seconds):
+        if name.startswith("ensemble") and seconds is None:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_refit_trains_kills_its_worker_instead_of_waiting_for_it(tmp_path, monkeypatch):
+    from automl.execution.processes import ProcessExecutor
+
+    executors = []
+    ready = ProcessExecutor.__init__
+
+    def keep(self, *args, **kwargs):
+        ready(self, *args, **kwargs)
+        executors.append(self)
+
+    monkeypatch.setattr(ProcessExecutor, "__init__", keep)
+    spec = write_spec(tmp_path, refit=True, ensemble={"enabled": False},
+                      budget={"max_trials": 1, "max_epochs": 60, "patience": None},  # a refit of 60 epochs
+                      execution={"isolation": "processes", "workers": 1, "device": "cpu"})
+    with pytest.raises(KeyboardInterrupt):
+        Agent(load_spec(spec), observers=[_InterruptAtTheEnsemble()]).run()
+    [worker] = executors[0].workers()
+    assert worker.process.exitcode == -9  # killed mid-refit; a worker let finish would have exited with 0
+    assert not list((tmp_path / "run" / "checkpoints").glob("refit-*.pt"))

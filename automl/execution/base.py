@@ -25,4 +25,4 @@ class Executor(Protocol):
     def running(self) -> list[str]: ...  # trial ids
     def idle(self) -> bool: ...  # nothing running and no event waiting
     def stop(self, trial_id: str) -> None: ...  # at the next epoch boundary
-    def shutdown(self) -> None: ...  # idempotent; nothing left running
+    def shutdown(self, wait: float = 5.0) -> None: ...  # idempotent; after `wait` s what still runs is killed
