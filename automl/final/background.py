@@ -1,4 +1,4 @@
-"""One call on a daemon thread: the refit runs beside the ensemble and the baselines."""
+"""One call on a daemon thread: the refit, where no idle worker of the search can train it (worker_refit.py)."""
 from __future__ import annotations
 
 import threading

@@ -38,8 +38,8 @@ MAX_MATRIX_CLASSES = 50  # a larger confusion matrix is neither readable nor sma
 @contextmanager
 def _step(progress: Progress | None, name: str, timings: dict[str, float], key: str):
     """Time a step into timings[key] (a failed refit cost its time too) and tell `progress` that it
-    started and, unless it raised, how long it took: the refit and the ensemble run in the driver
-    and can take many minutes."""
+    started and, unless it raised, how long it took: the refit and the ensemble can take many
+    minutes."""
     if progress is not None:
         progress(name, None)
     start = time.monotonic()
@@ -145,7 +145,7 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
         log.info("%s", refit.why)
     refit_tried = final_models.refit_wanted() and refit.run  # the baselines learn from the same rows
     refit_job = None
-    if refit_tried:  # beside the ensemble and the baselines: on a GPU they overlap entirely
+    if refit_tried:  # in an idle worker, beside the ensemble and the baselines here
         epochs = max(1, int(best.metrics.get("best_epoch") or best.epochs or 1))
         refit_name = (f"refit of trial {best.trial_id} on {final_models.refit_rows()} rows, "
                       f"{epochs} epoch{'s' if epochs != 1 else ''}")

@@ -10,7 +10,7 @@ what the best trial's training took for its best epochs, scaled to the rows it t
 - `refit: "auto"` refits when the estimate is at most REFIT_ALWAYS_S, or when the refit and the
   rest of the end fit in END_SHARE of the search's time (a refit that costs a trial's time is not
   worth a sixth of a short search's budget) and in what is left of max_time; a refit cut for
-  time is said in the report. The refit runs beside the ensemble and the baselines.
+  time is said in the report. The refit trains in an idle worker, beside the ensemble and the baselines.
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class RunObserver:
 
     def phase(self, name: str, seconds: float | None) -> None:
         """A step after the search started (seconds None) or finished (seconds it took), e.g.
-        "refit on train+validation (3 epochs)"; steps run in the driver and may take long."""
+        "refit on train+validation (3 epochs)"; steps may take long."""
 
     def run_finished(self, summary: Mapping[str, Any]) -> None:
         """summary: best_trial_id, best (validation metrics), test (test metrics), duration_s, stopped_because."""
