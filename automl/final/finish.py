@@ -160,9 +160,9 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     with _step(progress, "baselines (simple scikit-learn models)", timings, "baselines"):
         baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed, refit=refit_tried)
     if refit_job is not None:
-        waited = time.monotonic()
         if isinstance(refit_job, WorkerRefit):  # this process would wait idle: the report's imports meanwhile
-            import_quietly(REPORT_MODULES)
+            import_quietly(REPORT_MODULES)  # (their time is the phase "other", as the report's own)
+        waited = time.monotonic()
         try:
             exported = refit_job.result()
         except RuntimeError as error:  # it diverged: keep the search's model rather than lose the run

@@ -30,7 +30,7 @@ class WorkerRefit:
 
     def __init__(self, executor, trial_id: str, config: dict, epochs: int, threads: int | None,
                  checkpoint_dir: Path, load: Callable[[Path], nn.Module]):
-        self.seconds = 0.0  # how long the worker took, submit to outcome
+        self.seconds = 0.0  # how long the worker trained and saved it
         self.worker = ""
         self._executor, self._load = executor, load
         self._path = refit_path(checkpoint_dir, trial_id)
@@ -44,8 +44,9 @@ class WorkerRefit:
             for event in self._executor.events(WAIT_SLICE_S):
                 if event.kind != "finished" or event.trial_id != self._request.trial_id:
                     continue
-                self.seconds, self.worker = time.monotonic() - self._started, event.worker
                 outcome = event.outcome
+                self.worker = event.worker
+                self.seconds = float(outcome.metrics.get("seconds", time.monotonic() - self._started))
                 if outcome.status is not Status.COMPLETE:  # the error's last line, without its class
                     last = ((outcome.error or "").strip().splitlines() or [str(outcome.reason)])[-1]
                     raise RuntimeError(re.sub(r"^[\w.]*(Error|Exception): ", "", last))

@@ -7,6 +7,7 @@ other plugin file and no strategy is imported in a worker).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def run_refit(trainer: Trainer, trial_id: str, config: dict[str, Any], epochs: i
     A diverged refit raises, and its worker sends that as a failed outcome."""
     import torch
 
+    start = time.monotonic()
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -69,7 +71,8 @@ def run_refit(trainer: Trainer, trial_id: str, config: dict[str, Any], epochs: i
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     best = BestEpoch(0.0, {}, epochs, (state,), torch.zeros(0))
     save_checkpoint(path, Checkpoint(epochs, 0, plain(config), torch.get_rng_state(), (), best))
-    return TrialOutcome(Status.COMPLETE, 0.0, {}, epochs=epochs)
+    # its own time: the driver reads the outcome only once its ensemble and baselines are done
+    return TrialOutcome(Status.COMPLETE, 0.0, {"seconds": time.monotonic() - start}, epochs=epochs)
 
 
 def build_runner(context: TrialContext, slot: Any = None) -> Runner:
