@@ -34,7 +34,7 @@ class WorkerRefit:
         self.worker = ""
         self._executor, self._load = executor, load
         self._path = refit_path(checkpoint_dir, trial_id)
-        # the runner trains trial `trial_id`'s config: the id seeds it like the trial (request ids must be unique)
+        # the trial's own id: the worker seeds the refit by it, as the driver's `Trainer.fit_full` would
         self._request = TrialRequest(trial_id, config, float(epochs), kind=REFIT, threads=threads)
         self._started = time.monotonic()
         executor.submit(self._request)  # RuntimeError when no worker is free or the executor is shut down
