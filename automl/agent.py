@@ -6,39 +6,32 @@ database before it is acted on, so a run killed at any moment resumes from there
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib.util
 import logging
 import platform
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 import automl
-from automl.data import load_data
-from automl.data.base import PreparedData
-from automl.data.checks import DataChecks, check_data
 from automl.errors import AutoMLError, BudgetExhausted, DiskFullError, SpecError
 from automl.execution.prestart import PrestartedWorkers, planned_slots
 from automl.execution.threads import ThreadExecutor
 from automl.final.finish import finish_search, no_model_document
 from automl.final.models import refit_wanted
 from automl.final.time_plan import SearchReserve, refit_rows
-from automl.planning import build_space, choose_families
-from automl.plugins import Registry, discover
+from automl.planning import Plan, make_plan, plan_strategy
 from automl.reporting.base import RunObserver
 from automl.retention import Retention
 from automl.rundir import RunLock, prepare_run_dir
-from automl.space import SearchSpace
-from automl.spec import METRICS, TaskSpec, spec_fingerprint
+from automl.spec import TaskSpec, spec_fingerprint
 from automl.search import Limits, Observers, SearchLoop, StopCause
-from automl.strategy_builder import StrategySetup, build_strategy, strategy_class_and_options
-from automl.strategy_choice import AUTO, SearchFacts, StrategyChoice, choose_strategy, trial_budget_note
+from automl.strategy_builder import StrategySetup, build_strategy
+from automl.strategy_choice import AUTO, StrategyChoice
 from automl.store import TrialStore
 from automl.store_file import check_database
 from automl.strategies.base import Strategy
@@ -47,86 +40,6 @@ from automl.training.runner import TrialContext, build_runner, worker_data
 from automl.training.trainer import TrainSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Plan:
-    """Everything decided before the first trial."""
-
-    spec: TaskSpec
-    registry: Registry
-    data: PreparedData
-    metric: str
-    direction: str
-    metric_names: tuple[str, ...]
-    choices: list
-    space: SearchSpace
-    strategy_cls: type[Strategy]
-    strategy_options: Any
-    strategy: StrategyChoice  # which strategy and why (named in the spec, or picked by `auto`)
-    families: dict = field(default_factory=dict)
-    budget_note: str = ""  # how max_trials counts for a rung-ladder strategy, and whether it is enough
-    budget_too_small: bool = False
-    checks: DataChecks = field(default_factory=DataChecks)  # its refusals were raised unless refuse=False
-
-
-def make_plan(spec: TaskSpec, extra_plugin_dirs: Sequence[Path] = (), *, refuse: bool = True) -> Plan:
-    """Load plugins and data and decide families and space; runs no trial, writes nothing.
-
-    Data the checks refuse (too few rows, too many classes) raises a DataError unless `refuse`
-    is False (`automl init` looks first, then picks a split that fits)."""
-    registry = discover(tuple(spec.plugins_dirs) + tuple(extra_plugin_dirs))
-    if spec.strategy.name != AUTO:  # checked before the data is loaded: a typo fails at once
-        strategy_class_and_options(registry, spec.strategy.name, spec.strategy.options)
-    data = load_data(spec.data, spec.split, task=spec.task, seed=spec.seed)
-    task = data.profile.task
-    metric, direction = spec.resolved_metric(task)
-    if task not in METRICS[metric][1]:
-        raise SpecError([("metric", f"{metric!r} does not apply to {task} (the task inferred from the data); "
-                                    f"use one of {', '.join(m for m, (_, t) in METRICS.items() if task in t)} "
-                                    "or set `task`")])
-    if task == "classification" and spec.loss != "auto":
-        raise SpecError([("loss", f"{spec.loss!r} is a regression loss, but the task is classification (inferred "
-                                  "from the data); remove loss, or set task to regression")])
-    bad = [m for m in spec.metrics if task not in METRICS[m][1]]
-    if bad:
-        raise SpecError([("metrics", f"{', '.join(bad)} do(es) not apply to {task}")])
-    checks = check_data(data, spec.split, seed=spec.seed, drop_advice="list it in data.drop" if spec.data.source == "csv"
-                        else "remove it from the data")
-    if refuse:
-        checks.raise_refusals()
-    metric_names = tuple(dict.fromkeys((metric, *spec.metrics)))
-    families = {name: registry.family(name) for name in registry.names("families")}
-    choices = choose_families(data.profile, families, spec.families)
-    chosen = [c.family for c in choices if c.chosen]
-    space = build_space(data.profile, families, chosen, spec.families)
-    return plan_strategy(Plan(spec, registry, data, metric, direction, metric_names, choices, space, None, None,
-                              _named_or_auto(spec, space, registry), {n: families[n] for n in chosen},
-                              checks=checks))
-
-
-def _named_or_auto(spec: TaskSpec, space: SearchSpace, registry: Registry) -> StrategyChoice:
-    if spec.strategy.name != AUTO:
-        return StrategyChoice(spec.strategy.name, dict(spec.strategy.options), "named in the spec")
-    facts = SearchFacts.of(space, max_trials=spec.budget.max_trials, max_time=spec.budget.max_time,
-                           max_epochs=spec.budget.max_epochs, workers=spec.execution.workers or 1)
-    return choose_strategy(facts, registry.names("strategies"))
-
-
-def plan_strategy(plan: Plan, choice: StrategyChoice | None = None) -> Plan:
-    """The plan with `choice` (default: the plan's own) as its strategy, class and options checked.
-
-    The strategy is built once here and dropped, so that `automl validate` reports what a
-    strategy refuses (e.g. a rung ladder that does not fit max_epochs) before a run directory
-    is touched."""
-    choice = choice or plan.strategy
-    strategy_cls, options = strategy_class_and_options(plan.registry, choice.name, choice.options)
-    budget = plan.spec.budget
-    strategy = build_strategy(strategy_cls, options, StrategySetup(plan.space, plan.spec.seed, float(budget.max_epochs)),
-                              registry=plan.registry)
-    note, too_small = trial_budget_note(strategy, budget.max_trials, float(budget.max_epochs))
-    return dataclasses.replace(plan, strategy_cls=strategy_cls, strategy_options=options, strategy=choice,
-                               budget_note=note, budget_too_small=too_small)
 
 
 def versions() -> dict[str, str]:

@@ -148,7 +148,7 @@ def validate(spec_path, plugins_dirs, no_data, trust_plugins):
                        f"does not import: a spec's plugin files are code ({', '.join(map(str, untrusted))}). "
                        "Read them, then pass --trust-plugins to check everything.")
             return
-        from automl.agent import make_plan  # torch and scikit-learn: only the plan with the data needs them
+        from automl.planning import make_plan  # scikit-learn (no torch): only the plan with the data needs it
         plan = make_plan(spec.model_copy(update={"plugins_dirs": ()}) if untrusted else spec,
                          [Path(p).resolve() for p in plugins_dirs])
     except AutoMLError as error:

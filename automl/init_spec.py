@@ -116,7 +116,7 @@ def draft_spec(data: Path, target: str | None = None, name: str | None = None,
                test: Path | None = None) -> tuple[dict[str, Any], list[str]]:
     """A spec document (JSON-ready) for `data` (and its own `test` file), planned by the agent, and the
     reasons for its choices."""
-    from automl.agent import make_plan
+    from automl.planning import make_plan
     from automl.spec import parse_spec
 
     data = data.resolve()

@@ -1,4 +1,5 @@
-"""The quick commands answer without loading torch: `--help`, `plugins` and `validate --no-data`.
+"""The quick commands answer without loading torch: `--help`, `plugins`, `validate --no-data`, and
+`validate` with the data too (the plan needs no torch: families build their torch modules only in `build`).
 
 Each command runs in a fresh interpreter (the test process has torch loaded already), through
 the click entry point, and reports whether torch was imported by the time it returned.
@@ -49,6 +50,14 @@ def test_validate_without_data_does_not_import_torch(tmp_path):
     result = run_cli("validate", "--no-data", spec)
     assert quick(result) == {"exit_code": 0, "torch_loaded": False}
     assert "the spec is valid" in result["output"]
+
+
+def test_validate_with_the_data_plans_with_every_builtin_family_without_torch(tmp_path):
+    spec = write_spec(tmp_path, strategy={"name": "random"})
+    result = run_cli("validate", spec)
+    assert quick(result) == {"exit_code": 0, "torch_loaded": False}, result["output"]
+    for family in ("mlp", "resmlp", "cnn", "resnet", "cnn1d", "rnn", "transformer", "fcn", "rocket", "embedding_bag"):
+        assert f"family {family}: " in result["output"]  # each one's `suits` ran, without torch
 
 
 def test_plugins_still_loads_and_checks_a_plugin_folder(tmp_path):

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
-
-from automl.families.base import ACTIVATIONS, Family, output_size
+from automl.families.base import Family, output_size
 from automl.space import Choice, Float, Int
 
 
@@ -36,6 +34,10 @@ class CNNFamily(Family):
         ]
 
     def build(self, config, profile):
+        from torch import nn
+
+        from automl.families.base import ACTIVATIONS  # built with torch on first use
+
         channels_in = profile.input_shape[0]
         activation = ACTIVATIONS[config["activation"]]
         layers: list[nn.Module] = []

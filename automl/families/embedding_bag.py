@@ -1,33 +1,8 @@
 """Bag of embeddings for text: word order is ignored, which makes it the fastest text baseline."""
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from automl.families.base import Family, output_size
-from automl.families.sequence_input import POOLS, InputStem, head
+from automl.families.base import Family
 from automl.space import Choice, Condition, Float, Int
-
-
-class EmbeddingBagNet(nn.Module):
-    def __init__(self, config, profile):
-        super().__init__()
-        self.stem = InputStem(profile, config["embed_dim"])
-        self.pool = POOLS[config["pooling"]]
-        layers: list[nn.Module] = []
-        width_in = self.stem.width
-        for _ in range(config["depth"]):
-            layers += [nn.Linear(width_in, config["width"]), nn.ReLU()]
-            if config["dropout"] > 0:
-                layers.append(nn.Dropout(config["dropout"]))
-            width_in = config["width"]
-        self.hidden = nn.Sequential(*layers)
-        head_dropout = config["dropout"] if config["depth"] == 0 else 0.0  # hidden layers already end in dropout
-        self.head = head(width_in, output_size(profile), head_dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        embedded, mask = self.stem(x)
-        return self.head(self.hidden(self.pool(embedded, mask)))
 
 
 class EmbeddingBagFamily(Family):
@@ -49,4 +24,6 @@ class EmbeddingBagFamily(Family):
         ]
 
     def build(self, config, profile):
+        from automl.families.networks import EmbeddingBagNet
+
         return EmbeddingBagNet(config, profile)

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
-
-from automl.families.base import ACTIVATIONS, Family, output_size
+from automl.families.base import Family, output_size
 from automl.space import Choice, Float, Int
 
 
@@ -33,6 +31,10 @@ class MLPFamily(Family):
         ]
 
     def build(self, config, profile):
+        from torch import nn
+
+        from automl.families.base import ACTIVATIONS  # built with torch on first use
+
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = math.prod(profile.input_shape)
         for _ in range(config["depth"]):

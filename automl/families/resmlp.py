@@ -7,25 +7,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
 from automl.families.base import Family, output_size
 from automl.space import Choice, Float, Int
-
-NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, width: int, hidden: int, norm: str, hidden_dropout: float, residual_dropout: float):
-        super().__init__()
-        self.branch = nn.Sequential(
-            NORMS[norm](width), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(hidden_dropout),
-            nn.Linear(hidden, width), nn.Dropout(residual_dropout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.branch(x)
-
 
 class ResMLPFamily(Family):
     name = "resmlp"
@@ -47,6 +30,10 @@ class ResMLPFamily(Family):
         ]
 
     def build(self, config, profile):
+        from torch import nn
+
+        from automl.families.networks import NORMS, ResidualBlock
+
         width = config["width"]
         blocks = [ResidualBlock(width, width * config["hidden_factor"], config["norm"],
                                 config["hidden_dropout"], config["residual_dropout"])

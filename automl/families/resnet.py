@@ -1,9 +1,6 @@
 """A small ResNet for images (He et al. 2016): BasicBlocks in stages that halve the maps and double the channels."""
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from automl.families.base import Family, output_size
 from automl.space import Float, Int
 
@@ -17,25 +14,6 @@ def max_stages(profile) -> int:
     while stages < MOST_STAGES and (size + 1) // 2 >= 2:
         size, stages = (size + 1) // 2, stages + 1
     return stages
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 conv + BN layers with an identity shortcut, or a 1x1 projection when the shape changes."""
-
-    def __init__(self, channels_in: int, channels: int, stride: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels_in, channels, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(channels),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or channels_in != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(channels_in, channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(channels))
-        self.activation = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.body(x) + self.shortcut(x))
 
 
 class ResNetFamily(Family):
@@ -59,6 +37,10 @@ class ResNetFamily(Family):
         ]
 
     def build(self, config, profile):
+        from torch import nn
+
+        from automl.families.networks import BasicBlock
+
         channels = config["channels"]
         layers: list[nn.Module] = [nn.Conv2d(profile.input_shape[0], channels, 3, padding=1, bias=False),
                                    nn.BatchNorm2d(channels), nn.ReLU()]

@@ -112,7 +112,7 @@ def rocket_features(X: np.ndarray, chunk: int = 256) -> np.ndarray:
     drawn from its fixed seed, so the run and `automl predict` compute the same features."""
     import torch
 
-    from automl.families.rocket import RandomKernels
+    from automl.families.networks import RandomKernels
 
     X = np.asarray(X, dtype=np.float32)
     kernels = RandomKernels(X.shape[1], X.shape[2], ROCKET_KERNELS)
