@@ -11,6 +11,7 @@ from automl.families.base import Family
 from automl.families.sequence_input import sequence_length
 from automl.space import Choice, Float
 
+
 class FCNFamily(Family):
     name = "fcn"
     modalities = ("sequence",)

@@ -10,6 +10,7 @@ import math
 from automl.families.base import Family, output_size
 from automl.space import Choice, Float, Int
 
+
 class ResMLPFamily(Family):
     name = "resmlp"
     modalities = ("tabular",)

@@ -11,6 +11,8 @@ from automl.families.sequence_input import embed_dim_param, sequence_length
 from automl.space import Choice, Float, Int
 
 MAX_STEPS = 1000
+
+
 class RNNFamily(Family):
     name = "rnn"
     modalities = ("sequence", "text")

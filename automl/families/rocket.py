@@ -7,7 +7,7 @@ standardised per channel), dilations spread exponentially up to the series lengt
 positive values (PPV) and the maximum of its output. Only a normalisation and a linear layer
 learn, so a few dozen series are enough, where end-to-end nets overfit them.
 Kernels sharing a length and dilation run as one convolution; the unpadded ones read the
-padded output without its edges, which is the same numbers.
+padded output without its edges, which is the same numbers. The modules are in networks.py.
 """
 from __future__ import annotations
 
