@@ -7,6 +7,7 @@ database before it is acted on, so a run killed at any moment resumes from there
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import logging
 import platform
@@ -15,21 +16,19 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 import automl
 from automl.errors import AutoMLError, BudgetExhausted, DiskFullError, SpecError
 from automl.execution.prestart import PrestartedWorkers, planned_slots
 from automl.execution.threads import ThreadExecutor
-from automl.final.finish import finish_search, no_model_document
-from automl.final.models import refit_wanted
-from automl.final.time_plan import SearchReserve, refit_rows
+from automl.final.time_plan import SearchReserve, refit_rows, refit_wanted
+from automl.final.warm_imports import ImportAfterFirstTrial
 from automl.planning import Plan, make_plan, plan_strategy
 from automl.reporting.base import RunObserver
 from automl.retention import Retention
 from automl.rundir import RunLock, prepare_run_dir
 from automl.spec import TaskSpec, spec_fingerprint
-from automl.search import Limits, Observers, SearchLoop, StopCause
+from automl.reporting.base import Observers
+from automl.search import Limits, SearchLoop, StopCause
 from automl.strategy_builder import StrategySetup, build_strategy
 from automl.strategy_choice import AUTO, StrategyChoice
 from automl.store import TrialStore
@@ -37,7 +36,7 @@ from automl.store_file import check_database
 from automl.strategies.base import Strategy
 from automl.training.device import describe_device, resolve_device
 from automl.training.runner import TrialContext, build_runner, worker_data
-from automl.training.trainer import TrainSettings
+from automl.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,9 @@ def versions() -> dict[str, str]:
     import numpy
     import sklearn
 
-    return {"automl": automl.__version__, "python": platform.python_version(), "torch": torch.__version__,
+    # torch's from its metadata: the driver hands out its first trial before it imports torch
+    return {"automl": automl.__version__, "python": platform.python_version(),
+            "torch": importlib.metadata.version("torch"),
             "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
 
 
@@ -116,13 +117,13 @@ class Agent:
         self._write_meta(plan, store, device, strategy_plugin.source, resuming)
         tensorboard = TensorBoardObserver(self.run_dir / "tensorboard", plan.space, plan.metric, plan.direction,
                                           plan.metric_names)
-        self.observers = Observers([tensorboard, *self.extra_observers])
-        settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience, spec.seed,
-                                 loss=spec.loss)
+        self.observers = Observers([tensorboard, *self.extra_observers, ImportAfterFirstTrial()])
+        settings = TrainSettings(plan.metric, plan.direction, plan.metric_names, device, spec.budget.patience,
+                                 spec.seed, loss=spec.loss)
         self.settings = settings
         families = tuple(plan.registry.family_ref(name) for name in plan.families)
         context = TrialContext(worker_data(plan.data), settings, families, self.run_dir / "checkpoints")
-        self.threads = (torch.get_num_threads(), "this process's torch threads")  # where no slot plans them
+        search_started = time.time()  # the search's clock counts the wait for the workers to be ready
         executor, workers = self._make_executor(context, device)
         log.info("%d worker(s), %d torch thread(s) each (%s)", workers, *self.threads)
         try:
@@ -148,7 +149,8 @@ class Agent:
             time_reserve=None if budget.max_time is None else SearchReserve(
                 budget.max_time, self.started_at, plan.data, spec.refit,
                 refit_wanted(spec.refit, refit_rows(plan.data)), store.trials),
-            keep_executor=True)  # the refit trains in one of its idle workers; shut down after _finish
+            # the refit trains in an idle worker: the executor is shut down after _finish
+            keep_executor=True, start_time=search_started)
         resubmit = self.loop.replay()
         self.observers.run_started({
             "name": spec.name, "metric": plan.metric, "direction": plan.direction, "strategy": strategy_name,
@@ -180,6 +182,8 @@ class Agent:
     def _abort(self, why: str) -> None:
         """Trials fail one after another: stop with the last error rather than burn the budget."""
         self.store.set_meta("elapsed_before", self.loop.elapsed())
+        from automl.final.finish import no_model_document
+
         self.store.set_meta("final", no_model_document(why, self.loop.elapsed()))
         self._write_report()
         failed = [t for t in self.store.trials() if t.status == "FAILED"]
@@ -245,9 +249,12 @@ class Agent:
             self.threads = (executor.slots[0].torch_threads, "execution.cpus_per_trial")
             return executor, workers
         if execution.isolation == "threads":
-            workers = execution.workers or 1
+            import torch
+
             from automl.execution.slots import Slot, threads_per_worker
 
+            workers = execution.workers or 1
+            self.threads = (torch.get_num_threads(), "this process's torch threads")
             if device == "cpu":  # split the cores so parallel trials do not fight over them
                 threads, why = threads_per_worker(workers)
                 torch.set_num_threads(threads)
@@ -266,6 +273,10 @@ class Agent:
 
     # -- after the search ---------------------------------------------------------------------------
     def _finish(self, plan: Plan, stopped_because: str) -> dict[str, Any]:
+        import torch
+
+        from automl.final.finish import finish_search
+
         duration = self.loop.elapsed()
         threads = None
         if self.settings.device == "cpu":  # the refit and the ensemble run alone now: every usable core

@@ -78,7 +78,7 @@ def main(verbose: bool) -> None:
 def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, plugins_dirs, overwrite, quiet):
     """Run the search a spec describes; run it again to resume."""
     from automl import interrupts
-    from automl.execution.prestart import early_workers
+    from automl.execution.prestart import early_workers_for_file
 
     started = COMMAND_STARTED  # the whole command: imports, the data load and the report too
     overrides = {}
@@ -94,8 +94,9 @@ def run(spec_path, out, strategy_name, max_trials, max_time, device, workers, pl
     previous = {signum: signal.signal(signum, interrupts.handle) for signum in (signal.SIGTERM, signal.SIGINT)}
     workers = None
     try:
+        # they import torch while this process validates the spec, loads the data and plans
+        workers = early_workers_for_file(spec_path, overrides)
         spec = _load(spec_path, overrides, plugins_dirs)
-        workers = early_workers(spec.execution)  # they import torch while this process does the same
         from automl.agent import Agent
         from automl.reporting.console import make_console_observer
 

@@ -77,6 +77,9 @@ class TrialRequest:
     attempt: int = 0  # 0 the first time, then 1, 2, ... for retries after a crash or out of memory
     kind: str = "trial"  # "trial", or REFIT: the finished trial `trial_id` trained again on every non-test row
     threads: int | None = None  # torch threads for this request (a refit after the search may use every core)
+    # the worker waits for the driver's answer after every epoch (the strategy may prune the trial); else
+    # it goes on at once and waits only before a checkpoint, until the driver has committed its epochs
+    awaits_answers: bool = True
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class TrialEvent:
     worker: str = ""
     epoch: int | None = None  # epoch events
     metrics: Mapping[str, float] | None = None  # epoch events: the epoch's validation metrics
+    elapsed: float | None = None  # epoch events: seconds since the trial started, by the worker's clock
     outcome: TrialOutcome | None = None  # finished events
     reply: Reply = field(default_factory=Reply, repr=False, compare=False)
 

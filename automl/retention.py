@@ -26,7 +26,6 @@ from typing import Sequence
 
 from automl.errors import CheckpointError, DiskFullError
 from automl.store import TrialRecord, ranked_trials
-from automl.training.checkpoints import drop_training_state
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,8 @@ class Retention:
                     self._deleted.add(trial_id)
                 elif trial_id not in self._lean:
                     if path.exists():
+                        from automl.training.checkpoints import drop_training_state  # torch, once a trial ended
+
                         drop_training_state(path)
                     self._lean.add(trial_id)
             except CheckpointError as error:  # damaged: the final models pass over it, as without retention

@@ -19,7 +19,7 @@ from automl.call_thread import CallThread, result_in_slices
 from automl.errors import PluginError
 from automl.files import finite_number
 from automl.execution.base import TrialEvent, TrialRequest
-from automl.reporting.base import RunObserver
+from automl.reporting.base import Observers
 from automl.space import SearchSpace
 from automl.store import TrialRecord, TrialStore, best_trial
 from automl.strategies.base import Observation, Status, Strategy, Suggestion
@@ -37,24 +37,6 @@ class Limits:
     max_trial_time: float | None = None  # seconds a trial may run before it is killed
     max_consecutive_failures: int | None = None  # abort the search after this many failures in a row
     retries: int = 0  # runs again of a trial whose worker crashed
-
-
-class Observers:
-    """Fan events out to observers; one that raises is switched off, never the run."""
-
-    def __init__(self, observers: Sequence[RunObserver]):
-        self.observers = list(observers)
-
-    def __getattr__(self, method: str):
-        def call(*args, **kwargs):
-            for observer in list(self.observers):
-                try:
-                    getattr(observer, method, lambda *a, **k: None)(*args, **kwargs)  # an event it predates
-                except Exception:
-                    log.warning("observer %s failed in %s; it is switched off", type(observer).__name__, method,
-                                exc_info=True)
-                    self.observers.remove(observer)
-        return call
 
 
 class StopCause(str, enum.Enum):
@@ -100,11 +82,13 @@ class SearchLoop:
                  prior_elapsed: float = 0.0, call_timeout: float = 600.0,
                  fallback: Callable[[], Strategy] | None = None, fallback_name: str = "random",
                  after_outcome: Callable[[list[TrialRecord]], None] | None = None,
-                 time_reserve: Callable[[int], float] | None = None, keep_executor: bool = False):
+                 time_reserve: Callable[[int], float] | None = None, keep_executor: bool = False,
+                 start_time: float | None = None):
         # fallback: builds the strategy that takes over, once, from one that breaks; after_outcome: told
         # every trial once an outcome is committed and told (checkpoint retention: automl/retention.py);
         # time_reserve(trials finished): the seconds of max_time kept for start-up and the end of the run;
-        # keep_executor: a normal end leaves the idle workers to the caller (the refit trains in one)
+        # keep_executor: a normal end leaves the idle workers to the caller (the refit trains in one);
+        # start_time: when the search's clock started (default now), e.g. when the workers got their setup
         self.strategy = strategy
         self.label = label  # "strategy 'x' from <source>", for errors
         self.space = space
@@ -115,7 +99,7 @@ class SearchLoop:
         self.direction = direction
         self.observers = observers or Observers([])
         self.prior_elapsed = prior_elapsed
-        self.start_time = time.time()
+        self.start_time = time.time() if start_time is None else start_time
         self.call_timeout = call_timeout
         self.fallback = fallback
         self.fallback_name = fallback_name
@@ -305,7 +289,7 @@ class SearchLoop:
                     self.store.add_trial(suggestion.trial_id, dict(suggestion.config), budget=budget,
                                          resume_from=suggestion.resume_from, family=suggestion.config.get("family"))
                     request = TrialRequest(suggestion.trial_id, dict(suggestion.config), budget, suggestion.resume_from)
-                request = replace(request, time_limit=self.limits.max_trial_time)
+                request = replace(request, time_limit=self.limits.max_trial_time, awaits_answers=self._prunes())
                 self._running[request.trial_id] = request
                 executor.submit(request)
                 self.observers.trial_started(request.trial_id, request.config, request.budget)
@@ -346,19 +330,25 @@ class SearchLoop:
             elif event.kind == "epoch":
                 event.answer(True)
 
+    def _prunes(self) -> bool:
+        """Whether the strategy may stop a trial after an epoch: only then does a worker wait for each answer."""
+        return getattr(type(self.strategy), "should_stop", None) is not Strategy.should_stop
+
     def _handle(self, event: TrialEvent) -> None:
         store = self.store
         if event.kind == "started":
             self._started_at[event.trial_id] = store.start_trial(event.trial_id, event.worker)
         elif event.kind == "epoch":
-            # read once per trial, not per epoch (store.trial also loads the whole history)
-            started = self._started_at.get(event.trial_id) or store.trial(event.trial_id).started_at or time.time()
-            store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), time.time() - started)
+            elapsed = event.elapsed
+            if elapsed is None:  # a transport without the worker's clock: read once per trial, not per epoch
+                started = self._started_at.get(event.trial_id) or store.trial(event.trial_id).started_at or time.time()
+                elapsed = time.time() - started
+            store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), elapsed)
             value = event.metrics.get(self.metric, math.nan)
             loss = to_loss(value, self.direction) if math.isfinite(value) else math.inf
             stop = False
             try:  # the worker waits for this answer: a strategy that never prunes is not asked
-                if getattr(type(self.strategy), "should_stop", None) is not Strategy.should_stop:
+                if self._prunes():
                     stop = bool(self._call("should_stop", event.trial_id, event.epoch, loss, default=False))
             finally:
                 event.answer(stop)

@@ -91,3 +91,35 @@ def test_validate_without_data_still_lists_a_builtin_strategy_s_bad_options(tmp_
     result = run_cli("validate", "--no-data", spec)
     assert quick(result) == {"exit_code": 2, "torch_loaded": False}
     assert "budget.max_trials" in result["output"] and "strategy.options.no_such_option" in result["output"]
+
+
+FIRST_TRIAL_PROBE = """
+import json, sys
+import automl.execution.pool as pool
+at_first_trial = []
+submit = pool.WorkerPool.submit
+def probe(self, request):
+    at_first_trial.append("torch" in sys.modules)
+    return submit(self, request)
+pool.WorkerPool.submit = probe
+from automl.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+    code = 0
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"exit_code": code, "torch_at_first_trial": at_first_trial[0], "torch_at_end": "torch" in sys.modules}))
+"""
+
+
+def test_run_hands_out_its_first_trial_before_the_driver_imports_torch(tmp_path):
+    """torch is a second of the driver's start-up that only the end of the run (and retention) needs:
+    worker processes train, so the first trial starts without it; it is imported by the end."""
+    spec = write_spec(tmp_path, execution={"isolation": "processes", "device": "cpu", "workers": 1},
+                      budget={"max_trials": 1, "max_epochs": 2, "patience": None})
+    done = subprocess.run([sys.executable, "-c", FIRST_TRIAL_PROBE, "run", str(spec), "--quiet"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"exit_code": 0, "torch_at_first_trial": False, "torch_at_end": True}, done.stderr
+    assert (tmp_path / "run" / "model").is_dir()

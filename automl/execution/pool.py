@@ -316,7 +316,7 @@ class WorkerPool:
             # attempt's reports (a trial resumed from its checkpoint goes on at the epoch after it)
             reply = Reply(functools.partial(self._answer, seat, trial.run_id, message[2]))
             self._pending.append(TrialEvent("epoch", trial_id, seat.name, epoch=message[2], metrics=message[3],
-                                            reply=reply))
+                                            elapsed=message[4] if len(message) > 4 else None, reply=reply))
         elif kind == "finished":
             seat.trial = None  # the slot is free exactly when its outcome is queued: idle() stays true to it
             self._pending.append(TrialEvent("finished", trial_id, seat.name, outcome=message[2]))

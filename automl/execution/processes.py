@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 KILL_WAIT = 2.0  # a SIGKILLed process is gone in milliseconds unless stuck in the kernel
 # what a worker started before its setup imports meanwhile (torch._dynamo: the first optimizer would)
-PRELOAD = ("torch", "torch._dynamo", "automl.training.runner")
+PRELOAD = ("torch", "torch._dynamo", "automl.training.trainer")
 
 
 # -- the worker process ------------------------------------------------------------------------------

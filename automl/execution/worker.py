@@ -5,7 +5,7 @@ in a Ray actor or a thread) in plain tuples:
 
     driver -> worker   ("run", run_id, request) ("answer", run_id, epoch, stop) ("stop", run_id) ("exit",)
                        ("slot", slot, name): a spare worker takes over a slot (same device and environment)
-    worker -> driver   ("ready", name) ("started", run_id) ("epoch", run_id, epoch, metrics)
+    worker -> driver   ("ready", name) ("started", run_id) ("epoch", run_id, epoch, metrics, seconds since started)
                        ("finished", run_id, outcome) ("disk_full", run_id, path) ("exited",)
 
 Every message about a trial carries its run id, so a late answer or stop meant for an
@@ -95,32 +95,56 @@ def serve(channel: Channel, name: str, slot: Slot, runner: Runner | None, setup_
         pass
 
 
-def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, slot: Slot, run_id: int,
-             request: TrialRequest) -> bool:
-    """Run one trial; True when the driver asked the worker to exit meanwhile."""
-    state = {"stop": False, "exit": False}
+class _Reporter:
+    """The `report` a runner calls after each epoch of one trial. A trial its strategy may prune
+    (`request.awaits_answers`) waits for the driver's answer every epoch; any other goes on at once
+    and reads what has arrived (a stop, the exit, answers). `sync` waits until the driver answered
+    the last epoch sent: the trainer calls it before a checkpoint, so the driver has committed every
+    epoch the checkpoint holds (a crash between the two would otherwise lose those epochs' rows)."""
 
-    def handle(message: tuple) -> None:
+    def __init__(self, channel: Channel, run_id: int, awaits_answers: bool):
+        self.channel, self.run_id, self.awaits_answers = channel, run_id, awaits_answers
+        self.stop = self.exit = False
+        self.sent = self.answered = 0  # epochs
+        self.started = time.monotonic()  # an epoch's time is the worker's: the driver may read it later
+
+    def handle(self, message: tuple) -> None:
         if message[0] == "exit":
-            state["stop"] = state["exit"] = True
-        elif message[0] == "stop" and message[1] == run_id:
-            state["stop"] = True
+            self.stop = self.exit = True
+        elif message[1:2] == (self.run_id,):  # anything else is for a trial that has already ended
+            if message[0] == "stop":
+                self.stop = True
+            elif message[0] == "answer":
+                self.answered = max(self.answered, message[2])
+                self.stop = self.stop or bool(message[3])
 
-    def report(epoch: int, metrics: dict) -> bool:
-        channel.send(("epoch", run_id, epoch, dict(metrics)))
+    def __call__(self, epoch: int, metrics: dict) -> bool:
+        self.channel.send(("epoch", self.run_id, epoch, dict(metrics), time.monotonic() - self.started))
+        self.sent = epoch
+        if self.awaits_answers:
+            return self.sync()
+        while not self.stop and (message := self.channel.receive(0)) is not None:
+            self.handle(message)
+        return self.stop
+
+    def sync(self) -> bool:
+        """True when the trial must stop: a stopped trial does not wait for its answer, and a driver
+        silent for REPLY_TIMEOUT seconds stops it too."""
         deadline = time.monotonic() + REPLY_TIMEOUT
-        while not state["stop"]:  # a stopped trial does not wait for its answer
+        while not self.stop and self.answered < self.sent:
             left = deadline - time.monotonic()
             if left <= 0:
                 return True
-            message = channel.receive(min(left, 1.0))  # DriverGone unwinds the runner
-            if message is None:
-                continue
-            if message[0] == "answer" and message[1] == run_id and message[2] == epoch:
-                return bool(message[3]) or state["stop"]
-            handle(message)
-        return True
+            message = self.channel.receive(min(left, 1.0))  # DriverGone unwinds the runner
+            if message is not None:
+                self.handle(message)
+        return self.stop
 
+
+def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, slot: Slot, run_id: int,
+             request: TrialRequest) -> bool:
+    """Run one trial; True when the driver asked the worker to exit meanwhile."""
+    report = _Reporter(channel, run_id, request.awaits_answers)
     channel.send(("started", run_id))
     try:
         if runner is None:
@@ -135,7 +159,7 @@ def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, s
         if full is not None:  # not the trial's fault: the driver stops the run, the trial resumes with it
             path = getattr(error, "path", None) or getattr(full, "filename", None) or "a file of the trial"
             channel.send(("disk_full", run_id, str(path)))
-            return state["exit"]
+            return report.exit
         outcome = TrialOutcome.failed(classify_failure(error), "".join(traceback.format_exception(error)).strip())
     if outcome.reason is Reason.OOM:
         _release_gpu_cache()
@@ -146,7 +170,7 @@ def _run_one(channel: Channel, runner: Runner | None, setup_error: str | None, s
     except Exception as error:  # serialised before a byte is written: the channel is intact
         channel.send(("finished", run_id, TrialOutcome.failed(
             Reason.EXCEPTION, f"the trial's outcome could not be sent to the driver: {error!r}", outcome.epochs)))
-    return state["exit"]
+    return report.exit
 
 
 def _release_gpu_cache() -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from automl.data.base import PreparedData
 from automl.errors import AutoMLError, CheckpointError
 from automl.final.ensemble import blend, greedy_ensemble
-from automl.final.time_plan import refit_rows
+from automl.final.time_plan import REFIT_AUTO_MAX_ROWS, refit_rows, refit_wanted  # noqa: F401  (re-exported)
 from automl.spec import TaskSpec
 from automl.store import TrialRecord, ranked_trials
 from automl.training.checkpoints import Checkpoint, load_checkpoint
@@ -26,18 +26,9 @@ from automl.training.trainer import Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
 
-# refit "auto": worth its cost while the data are small (a refit is one more full trial)
-REFIT_AUTO_MAX_ROWS = 20_000
-
 
 class NoExportableModel(AutoMLError):
     """No scored trial's checkpoint can be read: the trials stand, but no model comes out of them."""
-
-
-def refit_wanted(setting: bool | str, rows: int) -> bool:
-    """The spec's `refit`: auto refits up to REFIT_AUTO_MAX_ROWS rows (and when the time allows:
-    time_plan.decide_refit)."""
-    return rows <= REFIT_AUTO_MAX_ROWS if setting == "auto" else bool(setting)
 
 
 class FinalModels:

@@ -42,6 +42,16 @@ def refit_rows(data: PreparedData) -> int:
     return len(data.X_train) + len(data.X_val)
 
 
+# refit "auto": worth its cost while the data are small (a refit is one more full trial)
+REFIT_AUTO_MAX_ROWS = 20_000
+
+
+def refit_wanted(setting: bool | str, rows: int) -> bool:
+    """The spec's `refit`: auto refits up to REFIT_AUTO_MAX_ROWS rows (and when the time allows:
+    time_plan.decide_refit)."""
+    return rows <= REFIT_AUTO_MAX_ROWS if setting == "auto" else bool(setting)
+
+
 def refit_seconds(trial: TrialRecord, data: PreparedData) -> float | None:
     """The refit's time: the trial's seconds per epoch, per row trained, times the refit's epochs
     (the trial's best) and rows. None when the trial has no timed epoch."""

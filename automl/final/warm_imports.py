@@ -1,13 +1,20 @@
-"""The report's imports, done while the driver would otherwise wait idle for a worker's refit.
+"""Imports done while the driver would otherwise wait idle for its workers.
 
 The report draws with matplotlib and renders with jinja2: 0.3-0.5 s of imports on 2 cores. A
 refit trained by a worker (worker_refit.py) leaves the driver waiting; importing them then takes
-them off the end of the run. An import that fails here is left for the report, which says why.
+them off the end of the run. torch, which the driver needs only once trials end, is imported
+on a thread once the first trial started (`ImportAfterFirstTrial`). An import that fails here is left
+for the code that needs it, which says why.
 """
 from __future__ import annotations
 
 import importlib
 import logging
+import sys
+import threading
+from typing import Any, Mapping
+
+from automl.reporting.base import RunObserver
 
 log = logging.getLogger(__name__)
 
@@ -20,3 +27,26 @@ def import_quietly(modules: tuple[str, ...]) -> None:
             importlib.import_module(name)
         except Exception:  # the report imports it again and reports the error where it matters
             log.debug("importing %s ahead of the report failed", name, exc_info=True)
+
+
+# what the driver needs once a trial has ended (retention rewrites checkpoints with torch) and at
+# the end of the run, but not to plan and hand out its first trial: torch is a second of start-up
+DRIVER_MODULES = ("torch", "automl.final.finish")
+
+
+class ImportAfterFirstTrial(RunObserver):
+    """Imports `modules` on a daemon thread once the first trial was handed to a worker. Before it,
+    the import would share the interpreter lock with the driver's last steps to the first trial
+    (an import holds it for tenths of a second inside torch's C code); after it, the driver mostly
+    waits, and a worker does not wait for it (it waits for epoch answers only where the strategy
+    prunes). Retention and the end of the run, which need torch, find it imported."""
+
+    def __init__(self, modules: tuple[str, ...] = DRIVER_MODULES):
+        self.modules = modules
+        self.thread: threading.Thread | None = None
+
+    def trial_started(self, trial_id: str, config: Mapping[str, Any], budget: float | None) -> None:
+        if self.thread is None and not all(name in sys.modules for name in self.modules):
+            self.thread = threading.Thread(target=import_quietly, args=(self.modules,), name="automl-imports",
+                                           daemon=True)
+            self.thread.start()

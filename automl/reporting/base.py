@@ -5,9 +5,12 @@ the agent rather than ending the search.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import logging
+from typing import Any, Mapping, Sequence
 
 from automl.store import TrialRecord
+
+log = logging.getLogger(__name__)
 
 
 class RunObserver:
@@ -36,3 +39,21 @@ class RunObserver:
 
     def close(self) -> None:
         """Release files and terminals; called once, also after an error."""
+
+
+class Observers:
+    """Fan events out to observers; one that raises is switched off, never the run."""
+
+    def __init__(self, observers: Sequence[RunObserver]):
+        self.observers = list(observers)
+
+    def __getattr__(self, method: str):
+        def call(*args, **kwargs):
+            for observer in list(self.observers):
+                try:
+                    getattr(observer, method, lambda *a, **k: None)(*args, **kwargs)  # an event it predates
+                except Exception:
+                    log.warning("observer %s failed in %s; it is switched off", type(observer).__name__, method,
+                                exc_info=True)
+                    self.observers.remove(observer)
+        return call

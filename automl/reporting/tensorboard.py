@@ -19,8 +19,8 @@ its scale menu has "log"), so each log-scaled parameter also gets `log10_<name>`
 place of the raw value. Classification always trains with cross-entropy, so log_loss IS the validation
 loss: one name for it, loss/val per epoch and val_loss in HParams.
 
-Everything is written with torch's SummaryWriter and tensorboard's protos, so TensorFlow
-is never needed.
+Everything is written with tensorboard's own event writer and protos (`event_writer.py`), so
+neither TensorFlow nor torch is needed.
 """
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ from typing import Any, Iterable, Mapping, Sequence
 from google.protobuf import struct_pb2
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-from torch.utils.tensorboard import SummaryWriter
 
 from automl.files import disk_full, finite_number
 from automl.metrics import METRICS
 from automl.reporting.base import RunObserver
+from automl.reporting.event_writer import SummaryWriter
 from automl.space import Choice, SearchSpace
 from automl.store import TrialRecord
 
@@ -238,7 +238,7 @@ class TensorBoardObserver(RunObserver):
             hparam_infos=self._hparam_infos(families), metric_infos=[self._metric_info(k) for k in self.metric_keys])
         data = plugin_data_pb2.HParamsPluginData(experiment=experiment)
         study = self._study_writer()
-        study.file_writer.add_summary(_summary(metadata.EXPERIMENT_TAG, data))
+        study.add_summary(_summary(metadata.EXPERIMENT_TAG, data))
         study.flush()
 
     # -- RunObserver
@@ -259,7 +259,7 @@ class TensorBoardObserver(RunObserver):
                 start.hparams[log10_name(name)].number_value = math.log10(value)
         data = plugin_data_pb2.HParamsPluginData(session_start_info=start)
         writer = self._trial_writer(trial_id, config.get("family"))
-        writer.file_writer.add_summary(_summary(metadata.SESSION_START_INFO_TAG, data))
+        writer.add_summary(_summary(metadata.SESSION_START_INFO_TAG, data))
 
     @_unless_disk_full
     def epoch(self, trial_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -302,7 +302,7 @@ class TensorBoardObserver(RunObserver):
                         writer.add_scalar(HPARAMS_PREFIX + key, value, global_step=epoch)
         end = plugin_data_pb2.SessionEndInfo(status=STATUS.get(record.status, api_pb2.STATUS_UNKNOWN),
                                              end_time_secs=record.finished_at or time.time())
-        writer.file_writer.add_summary(_summary(metadata.SESSION_END_INFO_TAG,
+        writer.add_summary(_summary(metadata.SESSION_END_INFO_TAG,
                                                 plugin_data_pb2.HParamsPluginData(session_end_info=end)))
         self._writers.pop(record.trial_id).close()  # close() flushes
         self._record_best(best, n_finished, elapsed)

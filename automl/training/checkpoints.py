@@ -16,7 +16,6 @@ On disk, one dict:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pickle
 import time
@@ -30,6 +29,7 @@ import torch
 
 from automl.errors import CheckpointError, DiskFullError
 from automl.files import disk_full
+from automl.training.settings import CHECKPOINT_INTERVAL_S, INTERVAL_ENV, checkpoint_interval  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ FORMAT = 2  # 1 (no key): the released version's pickles, which are not loaded
 # (or since it started), and always when it ends. An epoch of a small table takes a few ms and a checkpoint
 # of a 2x256 MLP 3-10 ms, so one per epoch added a third to a half to its training; this way a crash or a
 # kill loses at most this much of a trial's training, which a resume runs (and records) again.
-CHECKPOINT_INTERVAL_S = 5.0
-INTERVAL_ENV = "AUTOML_CHECKPOINT_INTERVAL_S"  # overrides it for a run (0: a checkpoint every epoch)
 MEMBER_KEYS = ("model", "optimizer", "scheduler", "schedule_steps", "scaler", "generator")
 BEST_KEYS = ("loss", "metrics", "epoch", "states", "val_pred")
 TOP_KEYS = ("epoch", "bad_epochs", "config", "torch_rng", "members", "best")
@@ -100,20 +98,6 @@ def as_tensor(predictions: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(predictions, torch.Tensor):
         return predictions.detach().cpu()
     return torch.from_numpy(np.ascontiguousarray(predictions))
-
-
-def checkpoint_interval() -> float:
-    """The seconds between two checkpoints of a trial: $AUTOML_CHECKPOINT_INTERVAL_S, else CHECKPOINT_INTERVAL_S."""
-    text = os.environ.get(INTERVAL_ENV, "").strip()
-    try:
-        value = float(text) if text else CHECKPOINT_INTERVAL_S
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        log.warning("%s=%r is not a number of seconds >= 0; checkpoints every %g s", INTERVAL_ENV, text,
-                    CHECKPOINT_INTERVAL_S)
-        return CHECKPOINT_INTERVAL_S
-    return value
 
 
 class CheckpointClock:

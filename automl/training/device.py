@@ -1,12 +1,19 @@
-"""Pick the accelerator: CUDA, then MPS, then CPU, unless the spec names one."""
+"""Pick the accelerator: CUDA, then MPS, then CPU, unless the spec names one.
+
+torch is imported only where it alone can tell (`certain_device` answers the rest), so a run
+on the CPU plans and hands out its first trial before the driver imports torch."""
 from __future__ import annotations
 
-import torch
-
 from automl.errors import SpecError
+from automl.execution.slots import certain_device
 
 
 def resolve_device(requested: str = "auto") -> str:
+    certain = certain_device(requested)
+    if certain is not None:
+        return certain
+    import torch
+
     if requested == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -27,5 +34,7 @@ def resolve_device(requested: str = "auto") -> str:
 
 def describe_device(device: str) -> str:
     if device.startswith("cuda"):
+        import torch
+
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return device

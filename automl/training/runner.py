@@ -4,20 +4,26 @@
 (thread workers) or inside each worker process: the data travel once per worker, and
 each family is imported there from its `FamilyRef` alone (no plugin discovery, so no
 other plugin file and no strategy is imported in a worker).
+
+Importing this module imports no torch: the driver builds the context and pickles the runner
+before it needs torch, so its first trial starts sooner; the trainer is imported where a runner
+is built.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.data.base import PreparedData
-from automl.families.loading import FamilyRef
 from automl.execution.base import Runner, TrialRequest
+from automl.families.loading import FamilyRef
 from automl.records import REFIT, Status, TrialOutcome
-from automl.training.checkpoints import BestEpoch, Checkpoint, plain, save_checkpoint
-from automl.training.trainer import TrainSettings, Trainer
+from automl.training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from automl.training.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ def worker_data(data: PreparedData) -> PreparedData:
 
 
 def build_trainer(context: TrialContext, device: str | None = None) -> Trainer:
+    from automl.training.trainer import Trainer
+
     families = {ref.name: ref.load() for ref in context.families}
     settings = context.settings if device is None else replace(context.settings, device=device)
     return Trainer(context.data, settings, families)
@@ -59,6 +67,8 @@ def run_refit(trainer: Trainer, trial_id: str, config: dict[str, Any], epochs: i
     refit model, which the driver reads back like any trial's (`load_best_model`, weights only).
     A diverged refit raises, and its worker sends that as a failed outcome."""
     import torch
+
+    from automl.training.checkpoints import BestEpoch, Checkpoint, plain, save_checkpoint
 
     start = time.monotonic()
     before = torch.get_num_threads()

@@ -4,7 +4,8 @@ The data lives on the device as tensors and batches are taken by indexing, so an
 epoch costs what torch needs and little more. After every epoch the trainer
 validates and calls `report(epoch, metrics)`; a True answer stops the trial (pruned by
 the strategy or stopped by the driver). It writes a checkpoint (atomic) when one is due
-(`CHECKPOINT_INTERVAL_S` after the last) and whenever the trial ends. A promoted
+(`CHECKPOINT_INTERVAL_S` after the last) and whenever the trial ends, once the report's
+`sync` (a worker's: execution/worker.py) says the driver has committed those epochs. A promoted
 trial starts from another trial's checkpoint; an interrupted trial resumes from its
 own. The trainer knows nothing of strategies.
 
@@ -22,7 +23,7 @@ import logging
 import math
 import threading
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -35,7 +36,7 @@ from automl.data.base import PreparedData
 from automl.errors import CheckpointError
 from automl.families.base import Family
 from automl.records import Reason, Status, TrialOutcome
-from automl.training.checkpoints import (BestEpoch, Checkpoint, CheckpointClock, as_tensor, checkpoint_interval,
+from automl.training.checkpoints import (BestEpoch, Checkpoint, CheckpointClock, as_tensor,
                                          load_checkpoint, plain, save_checkpoint)
 from automl.training.epochs import lbfgs_epoch, minibatch_epoch
 from automl.training.metrics import classification_metrics, regression_metrics, summarize_folds, to_loss
@@ -46,6 +47,7 @@ from automl.training.optim import (
     make_optimizer,
     make_scheduler,
 )
+from automl.training.settings import TrainSettings  # noqa: F401  (re-exported: its old home)
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +64,6 @@ REGRESSION_LOSSES = {
 }
 
 ReportFn = Callable[[int, Mapping[str, float]], bool]
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    metric: str
-    direction: str
-    metric_names: tuple[str, ...]  # every metric computed on validation, the selection metric first
-    device: str = "cpu"
-    patience: int | None = None
-    seed: int = 0
-    loss: str = "auto"  # regression training loss (auto: mse); classification always uses cross-entropy
-    # seconds of training between two checkpoints of a trial (training/checkpoints.py)
-    checkpoint_interval: float = field(default_factory=checkpoint_interval)
 
 
 def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -268,6 +257,7 @@ class Trainer:
                 log.info("trial %s resumes from %s at epoch %d", trial_id, source, progress.epoch)
 
         stop_reason: Reason | None = None
+        sync = getattr(report, "sync", None)  # a worker's report: waits for the driver's answers (worker.py)
         clock = CheckpointClock(self.settings.checkpoint_interval)
         for epoch in range(progress.epoch + 1, epochs + 1):
             train_losses = [self._train_epoch(member, config) for member in members]
@@ -283,6 +273,8 @@ class Trainer:
             stop_reason = self._stop_reason(report(epoch, metrics), progress, epochs)
             # at its end always: a promotion, the refit, the ensemble and a resume read it
             if stop_reason is not None or epoch == epochs or clock.due():
+                if sync is not None:  # the driver has committed every epoch the checkpoint holds
+                    sync()
                 save_checkpoint(checkpoint, Checkpoint(epoch, progress.bad_epochs, config, torch.get_rng_state(),
                                                        tuple(member.state() for member in members), progress.best))
                 clock.written()

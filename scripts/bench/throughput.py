@@ -19,8 +19,10 @@ measured seven ways, all with the same number of torch threads:
                 (SQLite, WAL; epoch rows with synchronous=NORMAL) and TensorBoardObserver.epoch (scalars)
   automl run    what a user gets: `automl run` on a spec with max_trials 1 and the pinned config
                 (families.include ["mlp"], every parameter overridden to one choice), worker process,
-                pipe round trip per epoch, driver, TensorBoard, checkpoints. Measured from the
-                epochs table of trials.db (recorded_at of each epoch).
+                driver, TensorBoard, checkpoints. Measured from the epochs table of trials.db:
+                each epoch's `elapsed`, the worker's own clock since the trial started (the
+                driver may record an epoch later: a worker waits for its answers only where
+                the strategy prunes, and before a checkpoint).
 
 samples/s = training rows x (epochs - 1) / (time of the last epoch end - time of the first epoch
 end): the first epoch (worker start, data transfer, model build, warm-up) is excluded everywhere,
@@ -207,7 +209,7 @@ def automl_run(setting: dict, work: Path, threads: int | None) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"automl exited {proc.returncode}; see {work / 'automl.log'}")
     db = sqlite3.connect(f"file:{run_dir / 'trials.db'}?mode=ro", uri=True)
-    stamps = [r[0] for r in db.execute("SELECT recorded_at FROM epochs ORDER BY epoch")]
+    stamps = [r[0] for r in db.execute("SELECT elapsed FROM epochs ORDER BY epoch")]
     config_run, started_at, finished_at, epochs = db.execute(
         "SELECT config, started_at, finished_at, epochs FROM trials").fetchone()
     db.close()
@@ -276,8 +278,9 @@ def main() -> None:
         "+ckpt/epoch - trainer = an atomic torch.save every epoch (the policy before checkpoints by time, for "
         "reference); +checkpoint - trainer = the checkpoints automl writes (one per CHECKPOINT_INTERVAL_S s and "
         "at the end; the end's falls after the last stamp); +logging - +checkpoint = SQLite add_epoch "
-        "(synchronous=NORMAL for epoch rows) and TensorBoard scalars; automl run - +logging = worker process, "
-        "pipe round trip, the driver's loop and the strategy's should_stop call.",
+        "(synchronous=NORMAL for epoch rows) and TensorBoard scalars; automl run - +logging = the worker process "
+        "sending each epoch to the driver (it waits for the answer only where the strategy prunes; random "
+        "here), against the in-process SQLite and TensorBoard writes of +logging, which the driver does meanwhile.",
         "'automl run, whole trial': training rows x epochs / (finished_at - started_at) of the trial: includes "
         "the first epoch, the model build, the final checkpoint and the worker's first touch of the data; not "
         "the worker's start (its imports and warm-up come before it reports the trial started).",

@@ -3,7 +3,11 @@ without torch; the agent runs its trials on them, or closes them when its plan d
 from __future__ import annotations
 
 from automl.agent import Agent
-from automl.execution.prestart import early_workers
+import json
+
+import pytest
+
+from automl.execution.prestart import RAW_DEFAULTS, early_workers, early_workers_for_file, planned_slots
 from automl.execution.processes import ProcessExecutor
 from automl.execution.slots import certain_device, plan_slots
 from automl.spec import load_spec
@@ -66,3 +70,46 @@ def test_a_worker_gets_no_test_rows_and_no_preprocessor(tmp_path):
     assert (len(sent.X_test), len(sent.y_test)) == (0, 0)
     assert sent.X_test.shape[1:] == data.X_test.shape[1:] and sent.preprocessor is None
     assert (sent.X_train == data.X_train).all() and (sent.y_val == data.y_val).all()
+
+
+def test_the_spec_file_as_written_defaults_to_what_the_validated_spec_does():
+    from automl.spec import ExecutionSpec
+
+    assert {key: ExecutionSpec.model_fields[key].default for key in RAW_DEFAULTS} == RAW_DEFAULTS
+
+
+@pytest.mark.parametrize("execution, overrides", [
+    (PROCESSES, {}),
+    ({"device": "cpu", "workers": 2}, {}),
+    ({"isolation": "processes", "device": "auto"}, {"execution.workers": 2}),  # the command line's --workers
+    (None, {"execution.device": "cpu"}),
+])
+def test_workers_started_from_the_spec_file_have_the_slots_the_validated_spec_plans(tmp_path, execution, overrides):
+    """Started before the spec is validated, from the file as written: the agent keeps them only
+    when their slots are the ones it plans, so they must agree for every spec that runs."""
+    raw = json.loads(write_spec(tmp_path).read_text())
+    raw.pop("execution")
+    if execution is not None:
+        raw["execution"] = execution
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(raw))
+    early = early_workers_for_file(path, overrides)
+    try:
+        spec = load_spec(path)
+        validated = spec.execution.model_copy(update={k.split(".")[1]: v for k, v in overrides.items()})
+        assert early is not None and early.slots == planned_slots(validated, "cpu")
+    finally:
+        if early is not None:
+            early.close()
+
+
+@pytest.mark.parametrize("text", [
+    "not json", "[]", "[" * 100_000, json.dumps({"execution": {"isolation": "threads"}}), json.dumps({"execution": {"workers": 0}}),
+    json.dumps({"execution": {"workers": "2"}}), json.dumps({"execution": {"backend": "ray"}}),
+    json.dumps({"execution": {"device": "cuda"}}),  # only torch can tell
+])
+def test_no_workers_start_before_validation_where_the_file_does_not_say_plainly(tmp_path, text):
+    path = tmp_path / "spec.json"
+    path.write_text(text)
+    assert early_workers_for_file(path, {}) is None
+    assert early_workers_for_file(tmp_path / "missing.json", {}) is None

@@ -60,6 +60,10 @@ def run_trial(request: TrialRequest, report) -> TrialOutcome:
                 f.write(str(child.pid))
         while True:
             time.sleep(0.05)
+    if mode == "sync":  # a checkpoint after epoch 1: only once the driver has answered (committed) it
+        report(1, {"loss": 1.0})
+        report.sync()
+        return TrialOutcome("COMPLETE", 1.0, {"loss": 1.0}, epochs=1)
     value = math.nan
     for epoch in range(1, int(request.budget) + 1):
         time.sleep(config.get("sleep", 0.01))
@@ -243,6 +247,39 @@ def test_answer_true_stops_the_trial(make_executor):
     assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2]
     outcome = outcome_of(events, "t1")
     assert (outcome.status, outcome.epochs) == ("PRUNED", 2)
+
+
+def test_a_trial_no_strategy_prunes_trains_on_without_waiting_for_answers(make_executor):
+    """Where the strategy never prunes, the driver's answers (and how busy it is) do not hold a
+    worker up: unanswered epochs still finish the trial, and a stop answer still ends it."""
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "ok"}, 4, awaits_answers=False))
+    events, deadline = [], time.monotonic() + DEADLINE
+    while not any(e.kind == "finished" for e in events):  # never answered
+        assert time.monotonic() < deadline, events
+        events += executor.events(0.2)
+    assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2, 3, 4]
+    assert outcome_of(events, "t1").status == "COMPLETE"
+    executor.submit(TrialRequest("t2", {"mode": "ok", "sleep": 0.05}, 10_000, awaits_answers=False))
+    outcome = outcome_of(collect(executor, ["t2"], answer=lambda event: event.epoch == 2), "t2")
+    assert outcome.status == "PRUNED" and outcome.epochs < 10_000
+
+
+def test_sync_waits_until_the_driver_answered_the_last_epoch(make_executor):
+    """What the trainer calls before a checkpoint: the epochs it holds are committed by then."""
+    executor = make_executor()
+    executor.submit(TrialRequest("t1", {"mode": "sync"}, 1, awaits_answers=False))
+    events, deadline = [], time.monotonic() + DEADLINE
+    while not any(e.kind == "epoch" for e in events):
+        assert time.monotonic() < deadline, events
+        events += executor.events(0.2)
+    quiet_until = time.monotonic() + 1.0
+    while time.monotonic() < quiet_until:  # unanswered: the runner waits in sync
+        events += executor.events(0.1)
+    assert not any(e.kind == "finished" for e in events)
+    next(e for e in events if e.kind == "epoch").answer(False)
+    events += collect(executor, ["t1"])
+    assert outcome_of(events, "t1").status == "COMPLETE"
 
 
 def test_two_slots_run_two_trials_at_once(make_executor):

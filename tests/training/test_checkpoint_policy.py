@@ -115,3 +115,23 @@ def test_the_environment_sets_the_interval_of_a_run(monkeypatch, caplog, value, 
     monkeypatch.setenv(INTERVAL_ENV, value)
     assert TrainSettings("accuracy", "maximize", ("accuracy",)).checkpoint_interval == interval
     assert (INTERVAL_ENV in caplog.text) == (value in ("soon", "-1"))
+
+
+def test_a_checkpoint_waits_for_the_driver_to_have_committed_its_epochs(data, tmp_path, written):
+    """A worker's report goes on without the driver's answer where no strategy prunes; its `sync`
+    waits for it. The trainer syncs before every checkpoint, so no checkpoint holds an epoch the
+    driver has not recorded (a crash would lose that epoch's row)."""
+    calls: list[tuple[str, int]] = []
+
+    class NoWaitReport(Recorder):
+        def __call__(self, epoch, metrics):
+            calls.append(("report", epoch))
+            return super().__call__(epoch, metrics)
+
+        def sync(self):
+            calls.append(("sync", written[-1] if written else 0))  # the last checkpoint written so far
+            return False
+
+    accuracy_trainer(data, checkpoint_interval=0.0).run("0000", CONFIG, 3, tmp_path / "c.pt", NoWaitReport())
+    assert calls == [("report", 1), ("sync", 0), ("report", 2), ("sync", 1), ("report", 3), ("sync", 2)]
+    assert written == [1, 2, 3]
