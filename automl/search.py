@@ -319,16 +319,20 @@ class SearchLoop:
         return None
 
     def _record_finished(self) -> None:
-        """On the way out after an error: keep the outcomes of trials that had already ended.
-        Trials still running stay RUNNING in the store and resume from their checkpoints."""
+        """On the way out after an error: keep the outcomes of trials that had already ended, and the
+        epochs that arrived (a stopped trial's last checkpoint may hold them: it does not wait for their
+        answers). Trials still running stay RUNNING in the store and resume from their checkpoints."""
         for event in self.executor.events(timeout=0):
-            if event.kind == "finished":
-                try:
+            try:
+                if event.kind == "finished":
                     self._handle(event)
-                except Exception:
-                    log.debug("while recording trial %s on the way out", event.trial_id, exc_info=True)
-            elif event.kind == "epoch":
-                event.answer(True)
+                elif event.kind == "epoch":
+                    self.store.add_epoch(event.trial_id, event.epoch, dict(event.metrics), event.elapsed or 0.0)
+            except Exception:
+                log.debug("while recording trial %s on the way out", event.trial_id, exc_info=True)
+            finally:
+                if event.kind == "epoch":
+                    event.answer(True)
 
     def _prunes(self) -> bool:
         """Whether the strategy may stop a trial after an epoch: only then does a worker wait for each answer."""
