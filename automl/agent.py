@@ -23,11 +23,10 @@ from automl.execution.threads import ThreadExecutor
 from automl.final.time_plan import SearchReserve, refit_rows, refit_wanted
 from automl.final.warm_imports import ImportAfterFirstTrial
 from automl.planning import Plan, make_plan, plan_strategy
-from automl.reporting.base import RunObserver
+from automl.reporting.base import Observers, RunObserver
 from automl.retention import Retention
 from automl.rundir import RunLock, prepare_run_dir
 from automl.spec import TaskSpec, spec_fingerprint
-from automl.reporting.base import Observers
 from automl.search import Limits, SearchLoop, StopCause
 from automl.strategy_builder import StrategySetup, build_strategy
 from automl.strategy_choice import AUTO, StrategyChoice
@@ -181,9 +180,9 @@ class Agent:
 
     def _abort(self, why: str) -> None:
         """Trials fail one after another: stop with the last error rather than burn the budget."""
-        self.store.set_meta("elapsed_before", self.loop.elapsed())
         from automl.final.finish import no_model_document
 
+        self.store.set_meta("elapsed_before", self.loop.elapsed())
         self.store.set_meta("final", no_model_document(why, self.loop.elapsed()))
         self._write_report()
         failed = [t for t in self.store.trials() if t.status == "FAILED"]
