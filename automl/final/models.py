@@ -16,7 +16,7 @@ from torch import nn
 from automl.data.base import PreparedData
 from automl.errors import AutoMLError, CheckpointError
 from automl.final.ensemble import blend, greedy_ensemble
-from automl.final.time_plan import REFIT_AUTO_MAX_ROWS, refit_rows, refit_wanted  # noqa: F401  (re-exported)
+from automl.final.time_plan import refit_rows, refit_wanted
 from automl.spec import TaskSpec
 from automl.store import TrialRecord, ranked_trials
 from automl.training.checkpoints import Checkpoint, load_checkpoint
