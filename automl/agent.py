@@ -54,7 +54,7 @@ class Agent:
     def __init__(self, spec: TaskSpec, *, overwrite: bool = False, observers: Sequence[RunObserver] = (),
                  plugin_dirs: Sequence[Path] = (), started_at: float | None = None,
                  prestarted: PrestartedWorkers | None = None):
-        """`prestarted`: workers the command started before it imported this module (`early_workers`);
+        """`prestarted`: workers the command started before it imported this module (`early_workers_for_file`);
         used when their slots are the ones the run plans, else closed."""
         self.spec = spec
         self._early = prestarted

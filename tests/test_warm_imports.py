@@ -1,4 +1,4 @@
-"""The report's imports, done while the driver waits for a worker's refit."""
+"""The end's imports, done on a thread of the driver while its workers train."""
 from __future__ import annotations
 
 import sys

@@ -17,7 +17,7 @@ from automl.execution.slots import Slot, certain_device, plan_slots
 if TYPE_CHECKING:
     from automl.spec import ExecutionSpec
 
-__all__ = ["PrestartedWorkers", "early_workers", "early_workers_for_file", "planned_slots"]
+__all__ = ["PrestartedWorkers", "early_workers_for_file", "planned_slots"]
 
 # ExecutionSpec's defaults, for a spec file read before it is validated (tests compare the two)
 RAW_DEFAULTS = {"backend": "local", "isolation": "processes", "device": "auto", "workers": None, "trials_per_gpu": 1}
@@ -30,18 +30,10 @@ def planned_slots(execution: ExecutionSpec, device: str) -> list[Slot] | None:
     return plan_slots(device, execution.workers, execution.trials_per_gpu)
 
 
-def early_workers(execution: ExecutionSpec) -> PrestartedWorkers | None:
-    """The slots' workers started now, or None where the device needs torch to be known (a GPU
-    driver is present, macOS) or trials do not run in worker processes."""
-    device = certain_device(execution.device)
-    slots = None if device is None else planned_slots(execution, device)
-    return None if slots is None else ProcessExecutor.prestart(slots)
-
-
 def early_workers_for_file(spec_path: str | Path, overrides: Mapping[str, Any]) -> PrestartedWorkers | None:
-    """`early_workers` from the spec file's `execution` as written (with the command line's
-    `execution.*` overrides), before the spec is validated; None where the file or a value it
-    needs is not plain and valid (the spec's validation then says why). A guess the validated
+    """The slots' workers started now, from the spec file's `execution` as written (with the
+    command line's `execution.*` overrides), before the spec is validated; None where the file
+    or a value it needs is not plain and valid (the spec's validation then says why). A guess the validated
     spec disagrees with only costs a process: the agent closes it and starts its own."""
     try:
         raw = json.loads(Path(spec_path).read_bytes())

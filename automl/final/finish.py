@@ -20,7 +20,6 @@ from automl.final.baseline import baseline_predictions, fit_baselines, judge, sa
 from automl.final.export import export_model
 from automl.final.models import FinalModels, NoExportableModel
 from automl.final.time_plan import decide_refit
-from automl.final.warm_imports import REPORT_MODULES, import_quietly
 from automl.final.worker_refit import WorkerRefit
 from automl.retention import directory_bytes
 from automl.spec import TaskSpec
@@ -160,8 +159,6 @@ def finish_search(spec: TaskSpec, data: PreparedData, families: Mapping[str, Fam
     with _step(progress, "baselines (simple scikit-learn models)", timings, "baselines"):
         baseline, baseline_model = fit_baselines(data, settings.metric_names, spec.seed, refit=refit_tried)
     if refit_job is not None:
-        if isinstance(refit_job, WorkerRefit):  # this process would wait idle: the report's imports meanwhile
-            import_quietly(REPORT_MODULES)  # (their time is the phase "other", as the report's own)
         waited = time.monotonic()
         try:
             exported = refit_job.result()

@@ -1,10 +1,10 @@
-"""Imports done while the driver would otherwise wait idle for its workers.
+"""What the driver needs only once trials end, imported while it waits for its workers.
 
-The report draws with matplotlib and renders with jinja2: 0.3-0.5 s of imports on 2 cores. A
-refit trained by a worker (worker_refit.py) leaves the driver waiting; importing them then takes
-them off the end of the run. torch, which the driver needs only once trials end, is imported
-on a thread once the first trial started (`ImportAfterFirstTrial`). An import that fails here is left
-for the code that needs it, which says why.
+torch (retention and the end of the run), the end's steps, scikit-learn's ensembles for the
+baselines, and the report's matplotlib and jinja2: about a second of start-up and 0.3-0.5 s of
+the end of every run on 2 cores. They are imported on a thread once the first trial started
+(`ImportAfterFirstTrial`). An import that fails here is left for the code that needs it, which
+says why.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def import_quietly(modules: tuple[str, ...]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception:  # the report imports it again and reports the error where it matters
-            log.debug("importing %s ahead of the report failed", name, exc_info=True)
+        except Exception:  # the code that needs it imports it again and reports the error where it matters
+            log.debug("importing %s ahead of time failed", name, exc_info=True)
 
 
 # what the driver needs once a trial has ended (retention rewrites checkpoints with torch) and at

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from automl.execution.prestart import RAW_DEFAULTS, early_workers, early_workers_for_file, planned_slots
+from automl.execution.prestart import RAW_DEFAULTS, early_workers_for_file, planned_slots
 from automl.execution.processes import ProcessExecutor
 from automl.execution.slots import certain_device, plan_slots
 from automl.spec import load_spec
@@ -37,8 +37,9 @@ def workers_of(run_dir) -> set[str]:
 
 
 def test_the_run_trains_on_the_workers_started_before_it(tmp_path):
-    spec = load_spec(write_spec(tmp_path, execution=PROCESSES, budget={"max_trials": 2, "max_epochs": 2}))
-    early = early_workers(spec.execution)
+    path = write_spec(tmp_path, execution=PROCESSES, budget={"max_trials": 2, "max_epochs": 2})
+    spec = load_spec(path)
+    early = early_workers_for_file(path, {})
     assert early is not None
     pid = early.pids()[0]
     Agent(spec, prestarted=early).run()
